@@ -1,0 +1,55 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+JARS_DIR := .cache/jars
+STAMP_VENV := $(VENV)/.installed
+STAMP_JARS := $(JARS_DIR)/.fetched
+AS_OF ?= 2026-06-30
+CONF ?= conf/local.yaml
+CUSTOMERS ?= 100000
+ORDERS ?= 1000000
+SEG := $(VENV)/bin/segmentation
+
+export SEGMENTATION_JARS_DIR := $(abspath $(JARS_DIR))
+export PYSPARK_PYTHON := $(abspath $(PY))
+
+.PHONY: install demo generate build train score report test test-fast lint bench mlflow-ui clean
+
+install: $(STAMP_VENV) $(STAMP_JARS)
+
+$(STAMP_VENV): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+# Delta's JVM jars are not in the pip package; fetch them once from Maven Central into a cache we own.
+$(STAMP_JARS): build/delta-jars.pom.xml
+	mkdir -p $(JARS_DIR)
+	mvn -q -B -f build/delta-jars.pom.xml dependency:copy-dependencies -DoutputDirectory=$(abspath $(JARS_DIR))
+	touch $@
+
+demo: install
+	$(SEG) generate --conf $(CONF) --as-of $(AS_OF) --customers $(CUSTOMERS) --orders $(ORDERS)
+	$(SEG) build --conf $(CONF) --as-of $(AS_OF)
+
+generate: install
+	$(SEG) generate --conf $(CONF) --as-of $(AS_OF) --customers $(CUSTOMERS) --orders $(ORDERS)
+
+build: install
+	$(SEG) build --conf $(CONF) --as-of $(AS_OF)
+
+test: install
+	$(VENV)/bin/pytest
+
+test-fast: install
+	$(VENV)/bin/pytest -m "not e2e and not slow"
+
+lint: install
+	$(VENV)/bin/ruff check src tests jobs
+	$(VENV)/bin/ruff format --check src tests jobs
+
+clean:
+	rm -rf lake mlflow.db reports spark-warehouse

@@ -1,0 +1,174 @@
+"""``segmentation <verb>``: one verb per job. Parses the configuration, builds the session, calls the pipeline.
+
+Exit codes: 0 success, 2 bad configuration or arguments, 3 bad input data (nothing written), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from segmentation.config import ConfigError, Settings, load_settings, parse_as_of
+
+log = logging.getLogger("segmentation")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_INPUT = 0, 1, 2, 3
+
+EPILOG = """examples:
+  segmentation generate --conf conf/local.yaml --as-of 2026-06-30 --customers 100000 --orders 1000000
+  segmentation build    --conf conf/local.yaml --as-of 2026-06-30
+  segmentation build    --conf conf/local.yaml --as-of 2026-06-30 rfm.method=thresholds inputs.orders.path=/data/orders
+
+Configuration files merge in order (conf/base.yaml beside the first file comes first); key=value overrides win.
+Exit codes: 0 ok, 2 bad configuration, 3 bad input data (nothing written), 1 internal error."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--conf", action="append", required=True, metavar="FILE", help="YAML configuration (repeatable, later wins)"
+    )
+    parser.add_argument("--as-of", required=True, metavar="YYYY-MM-DD", help="snapshot date; no job reads the clock")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted configuration overrides")
+
+
+def _spark(settings: Settings):
+    from segmentation.session import build_session
+
+    return build_session(settings.spark)
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
+    from segmentation.pipeline import run_generate
+
+    result = run_generate(_spark(settings), settings, as_of)
+    print(f"orders: {result.orders_path} (version {result.orders_version})")
+    if result.identity_map_path:
+        print(f"identity map: {result.identity_map_path}")
+    if result.profiles_path:
+        print(f"profiles: {result.profiles_path}")
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
+    from segmentation.pipeline import run_build
+
+    spark = _spark(settings)
+    result = run_build(spark, settings, as_of)
+    print(f"as-of {result.as_of}  run {result.run_id}")
+    print(
+        f"orders read: {result.input_rows:,}  valid: {result.valid_rows:,}  rejected: {result.rejected_rows:,}"
+        + (f"  ({', '.join(f'{k}={v:,}' for k, v in sorted(result.reasons.items()))})" if result.reasons else "")
+    )
+    print(f"customers: {result.customers:,}")
+    print("tables:")
+    for name, version in result.versions.items():
+        print(f"  {settings.outputs.table_path(name)}  (version {version})")
+    _print_segment_sizes(spark, settings, as_of)
+    return EXIT_OK
+
+
+def _print_segment_sizes(spark, settings: Settings, as_of: dt.date) -> None:
+    import pyspark.sql.functions as F
+
+    summary = (
+        spark.read.format("delta")
+        .load(settings.outputs.table_path("segment_summary"))
+        .where((F.col("as_of_date") == F.lit(as_of)) & (F.col("dimension") == "rfm_segment"))
+        .orderBy(F.desc("customers"))
+        .collect()
+    )
+    print("\nrfm_segment                      customers   share  revenue share")
+    for row in summary:
+        label = f"{row['segment']} ({row['display_name_zh'] or ''})"
+        print(f"  {label:<30}{row['customers']:>10,}  {row['share']:>6.1%}  {row['revenue_share'] or 0:>12.1%}")
+
+
+def _generate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--customers", type=int, help="number of customers (generate.customers)")
+    parser.add_argument("--orders", type=int, help="approximate number of orders (generate.orders)")
+    parser.add_argument("--seed", type=int, help="random seed (generate.seed)")
+
+
+Command = Callable[[argparse.Namespace, Settings, dt.date], int]
+COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None] | None]] = {
+    "generate": ("write a synthetic multi-channel order history", cmd_generate, _generate_args),
+    "build": ("orders -> features, segments, summary, rejected rows", cmd_build, None),
+}
+
+
+def register(verb: str, help_text: str, command: Command, add_args: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """Add a verb (used by optional modules: train, score, evaluate, report, bench)."""
+    COMMANDS[verb] = (help_text, command, add_args)
+
+
+def _load_plugins() -> None:
+    import importlib
+
+    for module in ("segmentation.cli_extra",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def parser() -> argparse.ArgumentParser:
+    _load_plugins()
+    p = argparse.ArgumentParser(
+        prog="segmentation",
+        description="Customer value segmentation for marketing activation on Spark and Delta Lake.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="verb", required=True, metavar="verb")
+    for verb, (help_text, _, add_args) in COMMANDS.items():
+        sp = sub.add_parser(verb, help=help_text, description=help_text)
+        _common(sp)
+        if add_args:
+            add_args(sp)
+    return p
+
+
+def _extra_overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for key in ("customers", "orders", "seed"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out.append(f"generate.{key}={value}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    from segmentation.schema import SchemaError
+
+    try:
+        settings = load_settings(args.conf, [*args.overrides, *_extra_overrides(args)])
+        as_of = parse_as_of(args.as_of)
+        return COMMANDS[args.verb][1](args, settings, as_of)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SchemaError as exc:
+        print(f"input error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as exc:  # classified below; anything else is an internal error with its traceback
+        from segmentation.pipeline import InputError
+
+        if isinstance(exc, InputError):
+            print(f"input error: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        log.exception("internal error")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
