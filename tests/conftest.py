@@ -56,3 +56,66 @@ def lake(tmp_path) -> Path:
     path = tmp_path / "lake"
     path.mkdir()
     return path
+
+
+@pytest.fixture()
+def settings_for(conf_dir, lake):
+    """Settings from conf/local.yaml with every input and output path inside this test's lake.
+
+    Usage: ``settings = settings_for("rfm.method=thresholds", ...)``; extra arguments are dotted overrides.
+    The identity map and profiles are off unless a test turns them on (``identity_paths`` gives their locations).
+    """
+    from segmentation.config import load_settings
+
+    def make(*overrides: str):
+        paths = [
+            f"inputs.orders.path={lake / 'input' / 'orders'}",
+            "inputs.identity_map=null",
+            "inputs.profiles=null",
+            f"outputs.path={lake / 'output'}",
+            f"mlflow.tracking_uri=sqlite:///{lake / 'mlflow.db'}",
+            "spark.master=local[2]",
+        ]
+        return load_settings([conf_dir / "local.yaml"], [*paths, *overrides])
+
+    return make
+
+
+ORDER_COLUMNS = (
+    "order_id string, channel string, customer_id string, order_ts timestamp, amount decimal(18,2), currency string,"
+    " status string, category string, discount_amount decimal(18,2), coupon_code string"
+)
+
+
+def order_row(order_id, customer_id, ts, amount, *, channel="web", currency="CNY", status="completed",
+              category="apparel", discount="0.00", coupon=None):
+    """One orders row as a tuple in ORDER_COLUMNS order; ``ts`` is an ISO string (UTC) or a datetime."""
+    import datetime as dt
+    from decimal import Decimal
+
+    if isinstance(ts, str):
+        ts = dt.datetime.fromisoformat(ts)
+    return (
+        order_id,
+        channel,
+        customer_id,
+        ts,
+        None if amount is None else Decimal(str(amount)),
+        currency,
+        status,
+        category,
+        None if discount is None else Decimal(str(discount)),
+        coupon,
+    )
+
+
+@pytest.fixture()
+def write_orders(spark):
+    """Write hand-made order rows (see ``order_row``) as a Delta table and return its path."""
+
+    def write(path, rows):
+        df = spark.createDataFrame(rows, ORDER_COLUMNS)
+        df.write.format("delta").mode("overwrite").save(str(path))
+        return str(path)
+
+    return write
