@@ -99,24 +99,7 @@ COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None
 }
 
 
-def register(verb: str, help_text: str, command: Command, add_args: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
-    """Add a verb (used by optional modules: train, score, evaluate, report, bench)."""
-    COMMANDS[verb] = (help_text, command, add_args)
-
-
-def _load_plugins() -> None:
-    import importlib
-
-    for module in ("segmentation.cli_extra",):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
-
 def parser() -> argparse.ArgumentParser:
-    _load_plugins()
     p = argparse.ArgumentParser(
         prog="segmentation",
         description="Customer value segmentation for marketing activation on Spark and Delta Lake.",
