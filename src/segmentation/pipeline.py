@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pyspark.sql.functions as F
@@ -27,6 +27,11 @@ class InputError(ValueError):
     """The input data cannot be processed as it is (schema, rejected share): nothing was written."""
 
 
+StageListener = Callable[[str, float, dict], None]
+# Called with (stage name, seconds, details) when a stage ends; the benchmark registers one to time each stage.
+stage_listeners: list[StageListener] = []
+
+
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[dict]:
     """Log a stage with its elapsed time and whatever counts the stage records in the yielded dict."""
@@ -34,8 +39,11 @@ def stage(name: str) -> Iterator[dict]:
     start = time.perf_counter()
     log.info("%s ...", name)
     yield info
+    elapsed = time.perf_counter() - start
     details = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in info.items())
-    log.info("%s done in %.1fs%s", name, time.perf_counter() - start, f" ({details})" if details else "")
+    log.info("%s done in %.1fs%s", name, elapsed, f" ({details})" if details else "")
+    for listener in stage_listeners:
+        listener(name, elapsed, dict(info))
 
 
 def run_id_for(job: str, as_of: dt.date, settings: Settings, input_versions: Mapping[str, int | None]) -> str:
