@@ -87,6 +87,9 @@ class Outputs(_Frozen):
     target_file_rows: int = Field(
         default=2_000_000, gt=0, description="Rows per output file; keeps large snapshots from making tiny files."
     )
+    report_dir: str = Field(
+        default="reports", description="Local folder of the HTML reports (segmentation_<as-of>.html)."
+    )
 
     def table_path(self, name: str) -> str:
         """Absolute location of an output table given its logical name (a field of ``OutputTables``)."""
@@ -97,6 +100,13 @@ class MlflowSettings(_Frozen):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "segmentation"
     registry_uri: str | None = None
+    artifact_location: str | None = Field(
+        default=None,
+        description="Where a new experiment stores artifacts; null: 'mlartifacts' beside a sqlite tracking file.",
+    )
+    dfs_tmpdir: str | None = Field(
+        default=None, description="Scratch folder (DFS on a cluster) Spark ML models pass through when logged."
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -284,6 +294,149 @@ class MonitoringSettings(_Frozen):
     max_share_change: float = Field(default=0.1, gt=0, le=1)
 
 
+class TierKeep(_Frozen):
+    """What keeps a member in a tier once reached, and for how long failing it is tolerated."""
+
+    condition: str | None = Field(
+        default=None, description="Spark SQL boolean; null: only meeting the tier's upgrade condition keeps it."
+    )
+    grace_days: int = Field(default=0, ge=0, description="Days the keep condition may fail before the downgrade.")
+
+
+class TierSettings(_Frozen):
+    """Stateful membership tiers: upgrades apply at once, downgrades only after a grace period.
+
+    Today's qualification comes from the exclusive rule set ``rule_set`` (upgrade conditions); the tier held comes from
+    the previous ``customer_segments`` snapshot, so the tier is state rather than a pure function of today's features.
+    """
+
+    rule_set: str = "membership_tier"
+    levels: list[str] = Field(min_length=2, description="Tier names from lowest to highest.")
+    keep: dict[str, TierKeep] = Field(default_factory=dict)
+    downgrade: Literal["one_level", "to_qualified"] = "one_level"
+
+    @model_validator(mode="after")
+    def _levels(self) -> TierSettings:
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError("levels must be distinct")
+        unknown = sorted(set(self.keep) - set(self.levels))
+        if unknown:
+            raise ValueError(f"keep names unknown tier(s): {', '.join(unknown)}")
+        return self
+
+
+Objective = Literal["acquire", "activate", "retain", "recall"]
+
+
+class CampaignSpec(_Frozen):
+    """One campaign's target group: who (condition), what share is held out, where and when it is sent."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    objective: Objective
+    condition: str
+    control_share: float = Field(ge=0, lt=1)
+    channel: str
+    trigger: str
+    display_name: str | None = None
+    display_name_zh: str | None = None
+    description: str | None = None
+
+
+class AudienceSettings(_Frozen):
+    campaigns: list[CampaignSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AudienceSettings:
+        ids = [c.id for c in self.campaigns]
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicated:
+            raise ValueError(f"duplicate campaign ids: {', '.join(duplicated)}")
+        return self
+
+
+class EvaluationSettings(_Frozen):
+    """How ``evaluate`` attributes campaign responses to the audience drawn on the as-of date."""
+
+    segment_dimensions: list[str] = Field(
+        default_factory=lambda: ["rfm_segment"], description="customer_segments columns uplift is broken down by."
+    )
+    response_window_days: int = Field(
+        default=30, gt=0, description="Responses from the as-of date up to this many days later count."
+    )
+    confidence_z: float = Field(default=1.96, gt=0, description="Normal quantile of the interval (1.96: 95%).")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models (train and score)
+# --------------------------------------------------------------------------------------------------------------------
+ClvMetric = Literal["holdout_mae", "holdout_rmse", "holdout_total_abs_error", "spend_mae"]
+ChurnMetric = Literal["auc", "pr_auc", "brier", "lift_top_decile"]
+
+
+class ClvModelSettings(_Frozen):
+    """BG/NBD + Gamma-Gamma: the calibration/holdout split, the CLV horizon and when a new fit becomes champion."""
+
+    registered_model: str = "segmentation_clv"
+    time_unit: Literal["days", "weeks"] = "weeks"
+    calibration_end: dt.date | None = Field(
+        default=None, description="Last day of the calibration window; null: as-of minus holdout_days."
+    )
+    holdout_days: int = Field(default=90, gt=0)
+    horizon_days: int = Field(default=365, gt=0, description="CLV and expected_purchases horizon.")
+    cash_flow_step_days: int = Field(default=30, gt=0, description="CLV cash flows are discounted once per step.")
+    annual_discount_rate: float = Field(default=0.1, gt=-1, lt=10)
+    monetary_significant_digits: int = Field(
+        default=4, ge=2, le=12, description="Average order values are rounded to this many digits for the fit."
+    )
+    frequency_table_max: int = Field(default=7, ge=1, description="Last row ('7+') of the actual-vs-expected table.")
+    promotion_metric: ClvMetric = "holdout_mae"
+    promotion_min_improvement: float = Field(default=0.0, ge=0)
+    max_iterations: int = Field(default=5000, gt=0)
+
+
+DEFAULT_CHURN_FEATURES = (
+    "recency_days",
+    "tenure_days",
+    "frequency",
+    "monetary",
+    "orders_30d",
+    "orders_90d",
+    "orders_365d",
+    "amount_90d",
+    "amount_365d",
+    "avg_order_value",
+    "mean_interval_days",
+    "std_interval_days",
+    "channel_count",
+    "discount_share",
+    "coupon_share",
+    "refund_share",
+)
+
+
+class ChurnModelSettings(_Frozen):
+    """Gradient-boosted churn classifier: label horizon, holdout share, features, trees and promotion rule."""
+
+    registered_model: str = "segmentation_churn"
+    horizon_days: int = Field(default=90, gt=0, description="Churned = no completed purchase in this many days.")
+    cutoff: dt.date | None = Field(default=None, description="Feature cut-off; null: as-of minus horizon_days.")
+    holdout_share: float = Field(default=0.3, gt=0, lt=1)
+    features: list[str] = Field(default_factory=lambda: list(DEFAULT_CHURN_FEATURES), min_length=1)
+    null_fill: float = Field(default=-1.0, description="Value of a missing feature (e.g. no interval yet).")
+    max_iter: int = Field(default=40, gt=0)
+    max_depth: int = Field(default=4, gt=0)
+    step_size: float = Field(default=0.1, gt=0, le=1)
+    seed: int = 42
+    quantile_relative_error: float = Field(default=0.001, gt=0, lt=1)
+    promotion_metric: ChurnMetric = "auc"
+    promotion_min_improvement: float = Field(default=0.0, ge=0)
+
+
+class ModelSettings(_Frozen):
+    clv: ClvModelSettings = Field(default_factory=ClvModelSettings)
+    churn: ChurnModelSettings = Field(default_factory=ChurnModelSettings)
+
+
 class Settings(_Frozen):
     """The whole configuration of every job."""
 
@@ -299,9 +452,28 @@ class Settings(_Frozen):
     segments: SegmentSettings
     tags: TagSettings = Field(default_factory=TagSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    tiers: TierSettings | None = None
+    audiences: AudienceSettings = Field(default_factory=AudienceSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
     extensions: dict[str, Any] = Field(
         default_factory=dict, description="Free-form settings of optional modules; validated by those modules."
     )
+
+    @model_validator(mode="after")
+    def _tiers_match_rule_set(self) -> Settings:
+        if self.tiers is None:
+            return self
+        rule_set = self.segments.rule_sets.get(self.tiers.rule_set)
+        if rule_set is None:
+            raise ValueError(f"tiers.rule_set: '{self.tiers.rule_set}' is not a rule set under segments.rule_sets")
+        names = {r.name for r in rule_set.rules}
+        if names != set(self.tiers.levels):
+            raise ValueError(
+                f"tiers.levels {self.tiers.levels} must name exactly the rules of segments.rule_sets."
+                f"{self.tiers.rule_set} ({', '.join(sorted(names))})"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -372,13 +544,15 @@ def _nest(key: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def _source_of(loc: Sequence[Any], origin: Mapping[str, str], files: Sequence[str]) -> str:
-    parts = [str(p) for p in loc if not isinstance(p, int)]
-    for end in range(len(parts), 0, -1):
-        dotted = ".".join(parts[:end])
-        if dotted in origin:
-            return origin[dotted]
-    return files[-1] if files else COMMAND_LINE
+def _source_of(loc: Sequence[Any], origin: Mapping[str, str], sources: Sequence[str]) -> str:
+    """The last layer that set the key at ``loc``, one of its parents, or one of its children."""
+    dotted = ".".join(str(p) for p in loc if not isinstance(p, int))
+    related = [
+        src for key, src in origin.items() if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")
+    ]
+    if not related:
+        return sources[-1] if sources else COMMAND_LINE
+    return max(related, key=lambda src: sources.index(src) if src in sources else -1)
 
 
 def _format_loc(loc: Sequence[Any], data: Mapping[str, Any]) -> str:
@@ -425,7 +599,7 @@ def load_settings(conf_files: Sequence[str | os.PathLike[str]], overrides: Itera
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        files = [str(p) for p in paths]
+        files = [str(p) for p in paths] + [COMMAND_LINE]
         lines = []
         for err in exc.errors():
             loc = err["loc"]

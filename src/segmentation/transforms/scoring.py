@@ -79,11 +79,11 @@ def score_cuts(df: DataFrame, settings: ScoreSettings, grid: QuantileGrid | None
 
 
 def bucket(value: Column, cuts: Sequence[float]) -> Column:
-    """1 + the number of cut points strictly below ``value``: equal values fall in the lower bucket."""
+    """1 + the number of cut points strictly below ``value``: equal values fall in the lower bucket; null stays null."""
     expr = F.lit(1)
     for cut in cuts:
         expr = expr + F.when(value > F.lit(cut), 1).otherwise(0)
-    return expr
+    return F.when(value.isNotNull(), expr)
 
 
 def score(value: Column, cuts: Sequence[float], lower_is_better: bool) -> Column:
@@ -132,7 +132,8 @@ def with_percentiles(df: DataFrame, columns: Sequence[str], grid: QuantileGrid) 
     for c in columns:
         uniq, ranks = _distinct_grid(grid.values[c], grid.probabilities)
         lookup = F.array(F.lit(0.0), *[F.lit(r) for r in ranks])
-        df = _band(df, c, uniq, "_band").withColumn(f"{c}_pct", F.element_at(lookup, F.col("_band") + 1)).drop("_band")
+        rank = F.when(F.col(c).isNotNull(), F.element_at(lookup, F.col("_band") + 1))
+        df = _band(df, c, uniq, "_band").withColumn(f"{c}_pct", rank).drop("_band")
     return df
 
 

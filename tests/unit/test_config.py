@@ -1,0 +1,63 @@
+"""Configuration loading: layering, overrides, and errors that name the file, key and rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from segmentation.config import ConfigError, load_settings
+
+
+def test_local_defaults_load_with_base_first(conf_dir):
+    settings = load_settings([conf_dir / "local.yaml"])
+    assert settings.spark.master == "local[*]"
+    assert settings.outputs.path == "lake/output"
+    assert settings.rfm.method == "quantile"
+    assert list(settings.segments.rule_sets)[:3] == ["rfm_segment", "lifecycle_stage", "membership_tier"]
+    assert settings.segments.rule_sets["rfm_segment"].rules[0].display_name_zh == "高价值客户"
+
+
+def test_later_files_and_overrides_win(conf_dir, tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("rfm:\n  bins: 3\n  method: equal_width\n", encoding="utf-8")
+    settings = load_settings([conf_dir / "local.yaml", extra], ["rfm.bins=4", "inputs.orders.path=/data/orders"])
+    assert (settings.rfm.bins, settings.rfm.method) == (4, "equal_width")
+    assert settings.inputs.orders.path == "/data/orders"
+
+
+def test_unknown_key_names_file_and_key(conf_dir, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rfm:\n  binz: 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_settings([conf_dir / "local.yaml", bad])
+    assert f"{bad}: rfm.binz: unknown key" in str(err.value)
+
+
+def test_wrong_type_from_command_line_is_attributed(conf_dir):
+    with pytest.raises(ConfigError) as err:
+        load_settings([conf_dir / "local.yaml"], ["rfm.bins=five"])
+    assert "<command line>: rfm.bins:" in str(err.value)
+
+
+def test_exclusive_rule_set_needs_catch_all_and_names_it(conf_dir, tmp_path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(
+        "segments:\n  rule_sets:\n    lifecycle_stage:\n      kind: exclusive\n      rules:\n"
+        "        - {name: dormant, condition: recency_days > 180}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings([conf_dir / "local.yaml", bad])
+    message = str(err.value)
+    assert str(bad) in message and "segments.rule_sets.lifecycle_stage" in message and "'dormant'" in message
+
+
+def test_thresholds_need_bins_minus_one_ascending_cuts(conf_dir):
+    with pytest.raises(ConfigError, match="thresholds.frequency needs 4 cut points"):
+        load_settings([conf_dir / "local.yaml"], ["rfm.method=thresholds", "rfm.thresholds.frequency=[1, 2]"])
+
+
+def test_malformed_yaml_names_line(conf_dir, tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("rfm:\n  bins: [1, 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken.yaml \(line \d+, column \d+\): malformed YAML"):
+        load_settings([conf_dir / "local.yaml", bad])
