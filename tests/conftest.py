@@ -7,14 +7,14 @@ in a temporary folder per test (``tmp_path``); MLflow tests use a SQLite store i
 from __future__ import annotations
 
 import os
-import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SEGMENTATION_JARS_DIR", str(ROOT / ".cache" / "jars"))
-os.environ.setdefault("PYSPARK_PYTHON", shutil.which("python") or "python3")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 @pytest.fixture(scope="session")
