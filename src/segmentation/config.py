@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 CATCH_ALL = "true"
 
@@ -87,6 +87,9 @@ class Outputs(_Frozen):
     target_file_rows: int = Field(
         default=2_000_000, gt=0, description="Rows per output file; keeps large snapshots from making tiny files."
     )
+    commit_retries: int = Field(
+        default=5, ge=0, le=20, description="Retries of a Delta commit that lost a race with a concurrent run."
+    )
     report_dir: str = Field(
         default="reports", description="Local folder of the HTML reports (segmentation_<as-of>.html)."
     )
@@ -153,13 +156,51 @@ class GenerateSettings(_Frozen):
 # --------------------------------------------------------------------------------------------------------------------
 # Data quality
 # --------------------------------------------------------------------------------------------------------------------
+DEFAULT_TIMESTAMP_FORMATS = (
+    "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX",
+    "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]",
+    "yyyy-MM-dd HH:mm:ss[.SSSSSS]XXX",
+    "yyyy-MM-dd HH:mm:ss[.SSSSSS]",
+    "yyyy-MM-dd",
+    "yyyy/MM/dd HH:mm:ss",
+)
+
+
 class QualitySettings(_Frozen):
     currencies: list[str] = Field(min_length=1, description="Accepted currency codes; others are rejected rows.")
     statuses: list[str] = Field(default_factory=lambda: ["completed", "refunded", "cancelled"])
     sale_status: str = "completed"
     refund_status: str = "refunded"
     allow_zero_amount: bool = False
-    max_rejected_share: float = Field(default=0.05, ge=0, le=1)
+    max_rejected_share: float = Field(
+        default=0.05, ge=0, le=1, description="Above this share of invalid rows the run fails before any write."
+    )
+    reporting_currency: str | None = Field(
+        default=None,
+        description="Amounts are converted to it through inputs.fx_rates before any aggregate; null: no conversion.",
+    )
+    parse_text_columns: bool = Field(
+        default=False,
+        description="Accept order_ts/amount/discount_amount stored as text: parse them, reject rows that do not parse.",
+    )
+    timestamp_formats: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TIMESTAMP_FORMATS),
+        min_length=1,
+        description="Spark datetime patterns tried in order on text timestamps; without a zone they are read as UTC.",
+    )
+
+    @model_validator(mode="after")
+    def _one_reporting_currency(self) -> QualitySettings:
+        if self.reporting_currency is None and len(self.currencies) > 1:
+            raise ValueError(
+                "several currencies are accepted, so quality.reporting_currency must say which one amounts are "
+                "converted to (through inputs.fx_rates)"
+            )
+        if self.reporting_currency is not None and self.reporting_currency.upper() not in {
+            c.upper() for c in self.currencies
+        }:
+            raise ValueError(f"reporting_currency '{self.reporting_currency}' is not one of quality.currencies")
+        return self
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -459,6 +500,16 @@ class Settings(_Frozen):
     extensions: dict[str, Any] = Field(
         default_factory=dict, description="Free-form settings of optional modules; validated by those modules."
     )
+    # Which file (or the command line) set each dotted key: lets checks made after loading (rule expressions against
+    # the feature schema) name the file to fix. Private, so it is not part of the run id.
+    _origin: dict[str, str] = PrivateAttr(default_factory=dict)
+    _sources: tuple[str, ...] = PrivateAttr(default=())
+
+    def source_of(self, dotted_key: str) -> str | None:
+        """The file (or ``<command line>``) that last set ``dotted_key`` or a key under it; None if unknown."""
+        if not self._sources:
+            return None
+        return _source_of(dotted_key.split("."), self._origin, self._sources)
 
     @model_validator(mode="after")
     def _tiers_match_rule_set(self) -> Settings:
@@ -597,7 +648,10 @@ def load_settings(conf_files: Sequence[str | os.PathLike[str]], overrides: Itera
         key, value = parse_override(text)
         _merge(merged, _nest(key, value), COMMAND_LINE, origin)
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
+        settings._origin = dict(origin)
+        settings._sources = (*[str(p) for p in paths], COMMAND_LINE)
+        return settings
     except ValidationError as exc:
         files = [str(p) for p in paths] + [COMMAND_LINE]
         lines = []

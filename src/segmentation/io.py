@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -89,25 +89,106 @@ def qualify(path: str) -> str:
     return os.path.abspath(path)
 
 
+# Delta errors raised when another writer committed first; the losing transaction changed nothing and may retry.
+CONCURRENT_COMMIT_ERRORS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "DELTA_CONCURRENT_",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+)
+DEFAULT_COMMIT_RETRIES = 5
+
+
+def is_concurrent_commit_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is Delta's optimistic-concurrency conflict (safe to retry: nothing was committed)."""
+    text = f"{type(exc).__name__} {exc}"
+    return any(marker in text for marker in CONCURRENT_COMMIT_ERRORS)
+
+
+def _with_commit_retries(action, what: str, retries: int):
+    """Run ``action`` again (with a growing, jittered pause) while it loses commit races, at most ``retries`` times."""
+    import random
+    import time
+
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if attempt >= retries or not is_concurrent_commit_error(exc):
+                raise
+            attempt += 1
+            pause = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
+            log.warning("%s lost a race with a concurrent commit; retry %d/%d in %.1fs", what, attempt, retries, pause)
+            time.sleep(pause)
+
+
+def _constrained_schema(schema: T.StructType, not_null: Collection[str]) -> T.StructType:
+    return T.StructType(
+        [T.StructField(f.name, f.dataType, f.nullable and f.name not in not_null, f.metadata) for f in schema.fields]
+    )
+
+
 def ensure_table(
     spark: SparkSession,
     path: str,
     schema: T.StructType,
     partition_by: tuple[str, ...] = (),
     properties: Mapping[str, str] | None = None,
+    *,
+    not_null: Collection[str] = (),
+    checks: Mapping[str, str] | None = None,
 ) -> None:
-    """Create an empty Delta table with its partitioning and properties unless one exists.
+    """Create an empty Delta table with its partitioning, properties and constraints unless one exists.
 
-    Properties such as Change Data Feed are set before the first row lands, so the feed covers every version.
+    Properties such as Change Data Feed are set before the first row lands, so the feed covers every version. NOT NULL
+    columns and CHECK constraints (``delta.constraints.<name>``) are part of the creating commit, so no reader ever sees
+    the table without them and no data can slip in between. Two runs creating the same table at once is not an
+    error: the loser finds the winner's table.
     """
     from delta.tables import DeltaTable
 
-    builder = DeltaTable.createIfNotExists(spark).location(qualify(path)).addColumns(schema)
+    if is_delta_table(spark, path):
+        return
+    builder = DeltaTable.createIfNotExists(spark).location(qualify(path)).addColumns(
+        _constrained_schema(schema, set(not_null))
+    )
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     for key, value in (properties or {}).items():
         builder = builder.property(key, value)
-    builder.execute()
+    for name, expression in (checks or {}).items():
+        builder = builder.property(f"delta.constraints.{name}", expression)
+    try:
+        builder.execute()
+    except Exception as exc:
+        if not is_delta_table(spark, path):
+            raise
+        log.info("%s was created by a concurrent run (%s)", path, type(exc).__name__)
+
+
+def _committed_version(spark: SparkSession, path: str, marker: str) -> int:
+    """The version of the commit tagged ``marker``: exact even when other runs committed right after it."""
+    import pyspark.sql.functions as F
+    from delta.tables import DeltaTable
+
+    row = (
+        DeltaTable.forPath(spark, qualify(path))
+        .history(100)
+        .where(F.col("userMetadata") == F.lit(marker))
+        .agg(F.max("version").alias("v"))
+        .first()
+    )
+    if row is None or row["v"] is None:
+        version = table_version(spark, path)
+        return int(version) if version is not None else -1
+    return int(row["v"])
 
 
 def write_snapshot(
@@ -118,21 +199,36 @@ def write_snapshot(
     partition_by: tuple[str, ...] = ("as_of_date",),
     properties: Mapping[str, str] | None = None,
     max_records_per_file: int | None = None,
+    not_null: Collection[str] = (),
+    checks: Mapping[str, str] | None = None,
+    retries: int = DEFAULT_COMMIT_RETRIES,
 ) -> int:
     """Atomically replace the ``as_of_date`` slice of a Delta table with ``df`` in one commit.
 
+    Runs for other dates may write the same table at the same time: their slices are disjoint partitions, and a
+    commit that still loses a race is retried (bounded by ``retries``). Two runs for the same date each replace the
+    whole slice, so the last commit wins and the slice is always one run's rows, never a mix.
+
     Returns:
-        The table version this write committed.
+        The table version this write committed (not a later one another run committed meanwhile).
     """
+    import uuid
+
     spark = df.sparkSession
-    ensure_table(spark, path, df.schema, partition_by, properties)
-    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", f"as_of_date = DATE'{as_of}'")
+    ensure_table(spark, path, df.schema, partition_by, properties, not_null=not_null, checks=checks)
+    marker = f"segmentation as_of_date={as_of} write={uuid.uuid4().hex}"
+    writer = (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"as_of_date = DATE'{as_of}'")
+        .option("userMetadata", marker)
+    )
     if max_records_per_file:
         writer = writer.option("maxRecordsPerFile", max_records_per_file)
-    writer.save(qualify(path))
-    version = table_version(spark, path)
+    _with_commit_retries(lambda: writer.save(qualify(path)), f"write of {path} as_of_date={as_of}", retries)
+    version = _committed_version(spark, path, marker)
     log.info("wrote %s as_of_date=%s -> version %s", path, as_of, version)
-    return int(version) if version is not None else -1
+    return version
 
 
 def overwrite_table(df: DataFrame, path: str, partition_by: tuple[str, ...] = ()) -> int:
@@ -144,3 +240,128 @@ def overwrite_table(df: DataFrame, path: str, partition_by: tuple[str, ...] = ()
     version = table_version(df.sparkSession, path)
     log.info("wrote %s -> version %s", path, version)
     return int(version) if version is not None else -1
+
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Run manifest: which as-of dates are complete, and at which table versions
+# ----------------------------------------------------------------------------------------------------------------------
+RUN_COMPLETE = "complete"
+RUN_FAILED = "failed"
+
+RUNS_SCHEMA = T.StructType(
+    [
+        T.StructField("as_of_date", T.DateType()),
+        T.StructField("job", T.StringType()),
+        T.StructField("run_id", T.StringType()),
+        T.StructField("status", T.StringType()),
+        T.StructField("started_at", T.TimestampType()),
+        T.StructField("finished_at", T.TimestampType()),
+        T.StructField("table_versions", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("input_versions", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("message", T.StringType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the run manifest. The timestamps are for people reading the log; no output depends on them."""
+
+    as_of: dt.date
+    job: str
+    run_id: str
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    table_versions: Mapping[str, int]
+    input_versions: Mapping[str, int | None]
+    message: str | None = None
+
+
+def append_run(
+    spark: SparkSession,
+    path: str,
+    record: RunRecord,
+    *,
+    not_null: Collection[str] = (),
+    checks: Mapping[str, str] | None = None,
+    retries: int = DEFAULT_COMMIT_RETRIES,
+) -> int:
+    """Append one run to the manifest table (created on first use); returns the manifest version committed.
+
+    The manifest is append-only: a failed attempt and the rerun that completes it are two rows, so the history of
+    a date stays visible. Appends of concurrent runs do not conflict.
+    """
+    import uuid
+
+    row = (
+        record.as_of,
+        record.job,
+        record.run_id,
+        record.status,
+        record.started_at,
+        record.finished_at,
+        {k: int(v) for k, v in record.table_versions.items()},
+        {k: (None if v is None else int(v)) for k, v in record.input_versions.items()},
+        record.message,
+    )
+    df = spark.createDataFrame([row], RUNS_SCHEMA)
+    ensure_table(spark, path, RUNS_SCHEMA, not_null=not_null, checks=checks)
+    marker = f"segmentation run_id={record.run_id} status={record.status} write={uuid.uuid4().hex}"
+    writer = df.coalesce(1).write.format("delta").mode("append").option("userMetadata", marker)
+    _with_commit_retries(lambda: writer.save(qualify(path)), f"manifest append to {path}", retries)
+    version = _committed_version(spark, path, marker)
+    log.info("manifest %s: %s %s as_of_date=%s run %s", path, record.job, record.status, record.as_of, record.run_id)
+    return version
+
+
+def complete_runs(spark: SparkSession, manifest_path: str, job: str = "build") -> DataFrame | None:
+    """The latest complete run of ``job`` per as-of date (one row per date), or None before the first run.
+
+    Latest is by finish time, then run id: a rerun that completes after an earlier complete run supersedes it.
+    """
+    import pyspark.sql.functions as F
+
+    runs = read_output(spark, manifest_path)
+    if runs is None:
+        return None
+    latest = F.max_by(F.struct(*[F.col(c) for c in runs.columns]), F.struct("finished_at", "run_id"))
+    return (
+        runs.where((F.col("job") == F.lit(job)) & (F.col("status") == F.lit(RUN_COMPLETE)))
+        .groupBy("as_of_date")
+        .agg(latest.alias("r"))
+        .select("r.*")
+    )
+
+
+def complete_as_of_dates(spark: SparkSession, manifest_path: str, job: str = "build") -> list[dt.date]:
+    """As-of dates the manifest marks complete for ``job``, ascending: the only dates downstream should read."""
+    runs = complete_runs(spark, manifest_path, job)
+    if runs is None:
+        return []
+    return sorted(r["as_of_date"] for r in runs.select("as_of_date").collect())
+
+
+def read_complete_snapshot(
+    spark: SparkSession, manifest_path: str, table: str, table_path: str, as_of: dt.date, job: str = "build"
+) -> DataFrame:
+    """The ``as_of`` slice of an output table exactly as the latest complete run of that date left it.
+
+    Reads the table at the version the manifest recorded (Delta time travel), so a later run of the same date that
+    crashed halfway, or is still writing, is invisible.
+
+    Raises:
+        LookupError: the date has no complete run, or the run did not write ``table``.
+    """
+    import pyspark.sql.functions as F
+
+    runs = complete_runs(spark, manifest_path, job)
+    row = None if runs is None else runs.where(F.col("as_of_date") == F.lit(as_of)).first()
+    if row is None:
+        raise LookupError(f"no complete {job} run for as_of_date={as_of} in {manifest_path}")
+    version = (row["table_versions"] or {}).get(table)
+    if version is None:
+        raise LookupError(f"the complete {job} run {row['run_id']} for {as_of} did not write {table}")
+    df = spark.read.format("delta").option("versionAsOf", int(version)).load(qualify(table_path))
+    return df.where(F.col("as_of_date") == F.lit(as_of))

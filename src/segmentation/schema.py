@@ -7,7 +7,7 @@ fails instead of reaching a CRM.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame
@@ -97,6 +97,24 @@ CAMPAIGN_RESPONSES = Contract(
     key=("campaign_id", "customer_id"),
 )
 
+FX_RATES = Contract(
+    name="fx_rates",
+    columns={"currency": T.StringType(), "rate_date": T.DateType(), "rate_to_reporting": T.DecimalType(18, 8)},
+    required=("currency", "rate_date", "rate_to_reporting"),
+    key=("currency", "rate_date"),
+)
+
+EXCLUSIONS = Contract(
+    name="exclusions",
+    columns={"customer_id": T.StringType(), "channel": T.StringType(), "reason": T.StringType()},
+    required=("customer_id",),
+    key=("customer_id", "channel"),
+)
+
+# Order columns that may arrive as text when ``quality.parse_text_columns`` is on: parsed row by row, rows that do
+# not parse are rejected with a reason instead of stopping the job.
+TEXT_PARSED_ORDER_COLUMNS = ("order_ts", "amount", "discount_amount")
+
 # Numeric types an input may use for an amount: cast losslessly enough to decimal(18,2) after the check.
 _NUMERIC = (T.DecimalType, T.DoubleType, T.FloatType, T.IntegerType, T.LongType, T.ShortType)
 
@@ -109,8 +127,14 @@ def _compatible(actual: T.DataType, expected: T.DataType) -> bool:
     return type(actual) is type(expected)
 
 
-def check_columns(df: DataFrame, contract: Contract, source: str) -> None:
+def check_columns(df: DataFrame, contract: Contract, source: str, text_columns: Collection[str] = ()) -> None:
     """Stop before any write if required columns are missing or of the wrong type, naming each one.
+
+    Args:
+        df: the table as read.
+        contract: what the job needs.
+        source: where the table was read from, for the message.
+        text_columns: columns also accepted as strings because the caller parses them row by row.
 
     Raises:
         SchemaError: listing every missing column and every column whose type does not fit the contract.
@@ -121,22 +145,118 @@ def check_columns(df: DataFrame, contract: Contract, source: str) -> None:
         expected = contract.columns[column]
         if column not in actual:
             problems.append(f"missing column '{column}' (expected {expected.simpleString()})")
+        elif isinstance(actual[column], T.StringType) and column in text_columns:
+            continue
         elif not _compatible(actual[column], expected):
+            hint = ""
+            if isinstance(actual[column], T.StringType) and column in TEXT_PARSED_ORDER_COLUMNS:
+                hint = " (text is parsed row by row only with quality.parse_text_columns: true)"
             problems.append(
-                f"column '{column}' is {actual[column].simpleString()}, expected {expected.simpleString()}"
+                f"column '{column}' is {actual[column].simpleString()}, expected {expected.simpleString()}{hint}"
             )
     if problems:
         raise SchemaError(f"{contract.name} table at {source} does not fit its contract:\n  " + "\n  ".join(problems))
 
 
-def conform(df: DataFrame, contract: Contract) -> DataFrame:
-    """Select the contract's columns in order, cast to the contract's types (after ``check_columns``)."""
+def conform(df: DataFrame, contract: Contract, keep: Sequence[str] = ()) -> DataFrame:
+    """Select the contract's columns in order, cast to the contract's types (after ``check_columns``).
+
+    A timestamp without time zone is a UTC wall clock: it becomes that instant whatever the session time zone (a
+    plain cast would read it in the session's zone). ``keep`` names extra columns carried along unchanged.
+    """
     import pyspark.sql.functions as F
 
-    present = set(df.columns)
-    return df.select(
-        *[
-            (F.col(c) if c in present else F.lit(None)).cast(t).alias(c)
-            for c, t in contract.columns.items()
-        ]
-    )
+    from segmentation.transforms.columns import wall_clock_as_utc
+
+    types = {f.name: f.dataType for f in df.schema.fields}
+
+    def column(name: str, dtype: T.DataType):
+        if name not in types:
+            return F.lit(None).cast(dtype).alias(name)
+        if isinstance(dtype, T.TimestampType) and isinstance(types[name], T.TimestampNTZType):
+            return wall_clock_as_utc(F.col(name)).alias(name)
+        return F.col(name).cast(dtype).alias(name)
+
+    return df.select(*[column(c, t) for c, t in contract.columns.items()], *keep)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Output contracts: enforced by Delta on every write
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Check:
+    """A named CHECK constraint on one column; ``{bins}`` in the expression is the configured number of score bins."""
+
+    name: str
+    column: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class OutputConstraints:
+    """NOT NULL columns and CHECK constraints of an output table, set in the commit that creates the table.
+
+    A CHECK on a nullable column states ``IS NULL OR`` explicitly (prospects carry no scores). Constraints on a column
+    the table does not have are left out, so a contract can describe optional columns.
+    """
+
+    not_null: tuple[str, ...] = ()
+    checks: tuple[Check, ...] = ()
+
+    def resolved(self, bins: int) -> OutputConstraints:
+        return OutputConstraints(
+            self.not_null, tuple(Check(c.name, c.column, c.expression.format(bins=bins)) for c in self.checks)
+        )
+
+    def for_columns(self, columns: Collection[str]) -> OutputConstraints:
+        present = set(columns)
+        return OutputConstraints(
+            tuple(c for c in self.not_null if c in present), tuple(c for c in self.checks if c.column in present)
+        )
+
+
+def _score_check(column: str) -> Check:
+    return Check(f"{column}_range", column, f"{column} IS NULL OR ({column} >= 1 AND {column} <= {{bins}})")
+
+
+OUTPUT_CONSTRAINTS: Mapping[str, OutputConstraints] = {
+    "customer_features": OutputConstraints(
+        not_null=("as_of_date", "customer_id", "recency_days", "frequency", "monetary", "orders_total"),
+        checks=(
+            Check("recency_not_negative", "recency_days", "recency_days >= 0"),
+            Check("orders_positive", "orders_total", "orders_total > 0"),
+        ),
+    ),
+    "customer_segments": OutputConstraints(
+        not_null=("as_of_date", "customer_id", "rfm_segment", "run_id"),
+        checks=(
+            _score_check("r_score"),
+            _score_check("f_score"),
+            _score_check("m_score"),
+            Check(
+                "churn_probability_range",
+                "churn_probability",
+                "churn_probability IS NULL OR (churn_probability >= 0 AND churn_probability <= 1)",
+            ),
+        ),
+    ),
+    "customer_tags": OutputConstraints(not_null=("as_of_date", "customer_id", "tag_group", "tag")),
+    "campaign_audiences": OutputConstraints(
+        not_null=("as_of_date", "campaign_id", "customer_id", "arm"),
+        checks=(Check("arm_values", "arm", "arm IN ('treatment', 'control')"),),
+    ),
+    "segment_summary": OutputConstraints(
+        not_null=("as_of_date", "dimension", "customers"),
+        checks=(Check("customers_positive", "customers", "customers > 0"),),
+    ),
+    "orders_rejected": OutputConstraints(not_null=("as_of_date", "reject_reason", "run_id")),
+    "segment_runs": OutputConstraints(
+        not_null=("as_of_date", "job", "run_id", "status"),
+        checks=(Check("status_values", "status", "status IN ('complete', 'failed')"),),
+    ),
+}
+
+
+def output_constraints(table: str, bins: int) -> OutputConstraints:
+    """The constraints of an output table (a field name of ``OutputTables``); none for a table without a contract."""
+    return OUTPUT_CONSTRAINTS.get(table, OutputConstraints()).resolved(bins)

@@ -34,3 +34,37 @@ def end_of_day_seconds(as_of: dt.date) -> int:
 def safe_ratio(numerator: Column, denominator: Column) -> Column:
     """numerator / denominator as double, null when the denominator is 0 or null."""
     return F.when(denominator != 0, numerator.cast("double") / denominator.cast("double"))
+
+
+def wall_clock_as_utc(ts_ntz: Column) -> Column:
+    """A timestamp without time zone read as a UTC wall clock, independent of the session time zone.
+
+    Formatting a TIMESTAMP_NTZ involves no zone; parsing the text with an explicit ``+0000`` fixes the instant.
+    """
+    text = F.date_format(ts_ntz, "yyyy-MM-dd HH:mm:ss.SSSSSS")
+    return F.try_to_timestamp(F.concat(text, F.lit(" +0000")), F.lit("yyyy-MM-dd HH:mm:ss.SSSSSS Z"))
+
+
+_ZONE_LETTERS = frozenset("XxZOVz")
+
+
+def _has_zone(pattern: str) -> bool:
+    """Whether a datetime pattern carries a zone or offset (letters outside quoted literals)."""
+    unquoted = pattern.split("'")[::2]
+    return any(ch in _ZONE_LETTERS for part in unquoted for ch in part)
+
+
+def parse_utc_timestamp(text: Column, formats: list[str] | tuple[str, ...]) -> Column:
+    """Text to a timestamp trying ``formats`` in order; null when none fits.
+
+    A pattern without a zone reads the text as UTC, whatever the session or machine time zone: the text gets an
+    explicit ``+0000`` offset before parsing. Text with its own offset keeps it.
+    """
+    trimmed = F.trim(text)
+    attempts = []
+    for fmt in formats:
+        if _has_zone(fmt):
+            attempts.append(F.try_to_timestamp(trimmed, F.lit(fmt)))
+        else:
+            attempts.append(F.try_to_timestamp(F.concat(trimmed, F.lit(" +0000")), F.lit(f"{fmt} Z")))
+    return F.coalesce(*attempts)

@@ -12,14 +12,19 @@ import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, Window
 
 from segmentation.config import QualitySettings
-from segmentation.transforms.columns import end_of_day_seconds
+from segmentation.transforms.columns import end_of_day_seconds, parse_utc_timestamp
 
 REASON = "reject_reason"
+PARSE_REASON = "_parse_reason"
+EXCLUDED = "_excluded"
 
 # Reason codes, in priority order: a row with several problems gets the first.
 MISSING_CUSTOMER_ID = "missing_customer_id"
+EXCLUDED_CUSTOMER = "excluded_customer"
 MISSING_ORDER_ID = "missing_order_id"
+UNPARSEABLE_ORDER_TS = "unparseable_order_ts"
 MISSING_ORDER_TS = "missing_order_ts"
+NON_NUMERIC_AMOUNT = "non_numeric_amount"
 INVALID_AMOUNT = "invalid_amount"
 INVALID_DISCOUNT = "invalid_discount"
 UNKNOWN_CURRENCY = "unknown_currency"
@@ -27,19 +32,30 @@ UNKNOWN_STATUS = "unknown_status"
 FUTURE_ORDER_TS = "future_order_ts"
 DUPLICATE_ORDER = "duplicate_order"
 
+# Rows set aside on purpose (staff, test accounts): reported in orders_rejected, not counted as bad input.
+INTENTIONAL_REASONS = frozenset({EXCLUDED_CUSTOMER})
+
 
 def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
-def reject_reason(as_of: dt.date, quality: QualitySettings) -> Column:
-    """The first problem of a row, or null for a valid row (needs the ``_dup_rank`` column)."""
+def reject_reason(as_of: dt.date, quality: QualitySettings, *, parsed: bool = False, excluded: bool = False) -> Column:
+    """The first problem of a row, or null for a valid row (needs the ``_dup_rank`` column).
+
+    ``parsed``: the row carries ``_parse_reason`` from ``with_parsed_text``. ``excluded``: it carries the boolean
+    ``_excluded`` from ``with_exclusion_flag``.
+    """
     amount = F.col("amount")
     bad_amount = amount.isNull() | (amount < 0) | ((amount == 0) if not quality.allow_zero_amount else F.lit(False))
+    reason = F.when(_blank(F.col("customer_id")), F.lit(MISSING_CUSTOMER_ID))
+    if excluded:
+        reason = reason.when(F.col(EXCLUDED), F.lit(EXCLUDED_CUSTOMER))
+    reason = reason.when(_blank(F.col("order_id")), F.lit(MISSING_ORDER_ID))
+    if parsed:
+        reason = reason.when(F.col(PARSE_REASON).isNotNull(), F.col(PARSE_REASON))
     return (
-        F.when(_blank(F.col("customer_id")), F.lit(MISSING_CUSTOMER_ID))
-        .when(_blank(F.col("order_id")), F.lit(MISSING_ORDER_ID))
-        .when(F.col("order_ts").isNull(), F.lit(MISSING_ORDER_TS))
+        reason.when(F.col("order_ts").isNull(), F.lit(MISSING_ORDER_TS))
         .when(bad_amount, F.lit(INVALID_AMOUNT))
         .when(F.col("discount_amount") < 0, F.lit(INVALID_DISCOUNT))
         .when(~F.upper(F.trim(F.col("currency"))).isin(*[c.upper() for c in quality.currencies]), UNKNOWN_CURRENCY)
@@ -49,19 +65,100 @@ def reject_reason(as_of: dt.date, quality: QualitySettings) -> Column:
     )
 
 
-def with_reject_reason(orders_df: DataFrame, as_of: dt.date, quality: QualitySettings) -> DataFrame:
+def with_reject_reason(
+    orders_df: DataFrame,
+    as_of: dt.date,
+    quality: QualitySettings,
+    excluded_df: DataFrame | None = None,
+) -> DataFrame:
     """Tag every order with ``reject_reason`` (null when valid).
 
     A duplicate is a second row with the same (channel, order_id): exact replays across files and conflicting
     versions alike. The copy kept is the earliest by timestamp, then by content, so the choice is deterministic.
+
+    Args:
+        orders_df: conformed orders, optionally with ``_parse_reason`` (see ``with_parsed_text``).
+        as_of: orders after this date (UTC) are in the future.
+        quality: accepted currencies, statuses, amount rules.
+        excluded_df: the ids to set aside (see ``exclusion_keys``); their rows get ``excluded_customer``.
     """
     order = [F.col(c).asc_nulls_last() for c in ("order_ts", "customer_id", "amount", "status", "currency")]
     w = Window.partitionBy("channel", "order_id").orderBy(*order)
+    parsed = PARSE_REASON in orders_df.columns
+    if excluded_df is not None:
+        orders_df = with_exclusion_flag(orders_df, excluded_df)
     return (
         orders_df.withColumn("_dup_rank", F.row_number().over(w))
-        .withColumn(REASON, reject_reason(as_of, quality))
-        .drop("_dup_rank")
+        .withColumn(REASON, reject_reason(as_of, quality, parsed=parsed, excluded=excluded_df is not None))
+        .drop("_dup_rank", PARSE_REASON, EXCLUDED)
     )
+
+
+def with_parsed_text(raw_df: DataFrame, timestamp_formats: list[str]) -> DataFrame:
+    """Parse text ``order_ts``, ``amount`` and ``discount_amount`` columns and note rows that do not parse.
+
+    Only columns stored as strings are touched. A blank or null text is simply missing (its usual reason applies);
+    a text that does not parse sets ``_parse_reason`` (``unparseable_order_ts``, ``non_numeric_amount`` or
+    ``invalid_discount``) and the value becomes null. Text timestamps without a zone are UTC.
+    """
+    types = dict(raw_df.dtypes)
+    checks: list[tuple[Column, str]] = []
+    df = raw_df
+    for column, kind, reason in (
+        ("order_ts", "timestamp", UNPARSEABLE_ORDER_TS),
+        ("amount", "decimal", NON_NUMERIC_AMOUNT),
+        ("discount_amount", "decimal", INVALID_DISCOUNT),
+    ):
+        if types.get(column) != "string":
+            continue
+        text = F.when(~_blank(F.col(column)), F.trim(F.col(column)))
+        value = parse_utc_timestamp(text, timestamp_formats) if kind == "timestamp" else text.try_cast("decimal(18,2)")
+        checks.append((text.isNotNull() & value.isNull(), reason))
+        df = df.withColumn(f"_parsed_{column}", value)
+    if not checks:
+        return df.withColumn(PARSE_REASON, F.lit(None).cast("string"))
+    reason: Column = F.lit(None).cast("string")
+    for failed, code in reversed(checks):
+        reason = F.when(failed, F.lit(code)).otherwise(reason)
+    df = df.withColumn(PARSE_REASON, reason)
+    for column in ("order_ts", "amount", "discount_amount"):
+        if f"_parsed_{column}" in df.columns:
+            df = df.withColumn(column, F.col(f"_parsed_{column}")).drop(f"_parsed_{column}")
+    return df
+
+
+def exclusion_keys(exclusions_df: DataFrame, identity_df: DataFrame | None = None) -> DataFrame:
+    """The ids whose orders are set aside, one row per id: ``(_excl_id, _excl_all_channels, _excl_channels)``.
+
+    An exclusion names a ``customer_id`` and optionally a ``channel``. Without a channel it matches that id on any
+    channel, so both a channel-scoped id and a unified id work; with the identity map, a unified id also excludes
+    every channel id mapped to it. One row per id keeps the join from multiplying orders.
+    """
+    has_channel = "channel" in exclusions_df.columns
+    direct = exclusions_df.select(
+        F.trim("customer_id").alias("_excl_id"),
+        (F.trim("channel") if has_channel else F.lit(None).cast("string")).alias("_excl_channel"),
+    ).where(~_blank(F.col("_excl_id")))
+    keys = direct
+    if identity_df is not None:
+        unified = direct.select(F.col("_excl_id").alias("_unified")).distinct()
+        mapped = identity_df.join(unified, F.trim(identity_df["customer_id"]) == unified["_unified"]).select(
+            F.trim("channel_customer_id").alias("_excl_id"), F.col("channel").alias("_excl_channel")
+        )
+        keys = direct.unionByName(mapped)
+    return keys.groupBy("_excl_id").agg(
+        F.max(F.col("_excl_channel").isNull()).alias("_excl_all_channels"),
+        F.collect_set("_excl_channel").alias("_excl_channels"),
+    )
+
+
+def with_exclusion_flag(orders_df: DataFrame, keys_df: DataFrame) -> DataFrame:
+    """Add the boolean ``_excluded``: the order's customer id (on its channel) is on the exclusion list."""
+    joined = orders_df.join(F.broadcast(keys_df), F.trim(orders_df["customer_id"]) == keys_df["_excl_id"], "left")
+    flag = F.coalesce(
+        F.col("_excl_all_channels") | F.array_contains(F.col("_excl_channels"), F.col("channel")), F.lit(False)
+    )
+    return joined.withColumn(EXCLUDED, flag).drop("_excl_id", "_excl_all_channels", "_excl_channels")
 
 
 def valid_orders(tagged_df: DataFrame) -> DataFrame:
