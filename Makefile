@@ -14,6 +14,7 @@ SEG := $(VENV)/bin/segmentation
 
 export SEGMENTATION_JARS_DIR := $(abspath $(JARS_DIR))
 export PYSPARK_PYTHON := $(abspath $(PY))
+export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install demo generate build train score report test test-fast lint bench mlflow-ui clean
 
@@ -34,12 +35,24 @@ $(STAMP_JARS): build/delta-jars.pom.xml
 demo: install
 	$(SEG) generate --conf $(CONF) --as-of $(AS_OF) --customers $(CUSTOMERS) --orders $(ORDERS)
 	$(SEG) build --conf $(CONF) --as-of $(AS_OF)
+	$(SEG) train --conf $(CONF) --as-of $(AS_OF)
+	$(SEG) score --conf $(CONF) --as-of $(AS_OF)
 
 generate: install
 	$(SEG) generate --conf $(CONF) --as-of $(AS_OF) --customers $(CUSTOMERS) --orders $(ORDERS)
 
 build: install
 	$(SEG) build --conf $(CONF) --as-of $(AS_OF)
+
+train: install
+	$(SEG) train --conf $(CONF) --as-of $(AS_OF)
+
+score: install
+	$(SEG) score --conf $(CONF) --as-of $(AS_OF)
+
+# The MLflow UI on the local tracking store (runs side by side, registry, champion alias): http://127.0.0.1:5000
+mlflow-ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 test: install
 	$(VENV)/bin/pytest
@@ -52,4 +65,4 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests jobs
 
 clean:
-	rm -rf lake mlflow.db reports spark-warehouse
+	rm -rf lake mlflow.db mlartifacts reports spark-warehouse

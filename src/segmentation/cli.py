@@ -92,10 +92,48 @@ def _generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (generate.seed)")
 
 
+def cmd_train(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
+    from segmentation.pipeline import run_train
+
+    result = run_train(_spark(settings), settings, as_of)
+    print(f"as-of {result.as_of}  orders version {result.orders_version}  tracking {settings.mlflow.tracking_uri}")
+    print(f"clv: calibration up to {result.calibration_end}, run {result.clv_run_id}")
+    print("  " + "  ".join(f"{k}={v:.4g}" for k, v in result.clv_params.items()))
+    for key in ("holdout_mae", "holdout_rmse", "holdout_actual_total", "holdout_predicted_total", "spend_mae"):
+        print(f"  {key:<26}{result.clv_metrics[key]:>12.4f}")
+    print(f"churn: features at {result.churn_cutoff}, run {result.churn_run_id}")
+    print(f"  {'metric':<26}{'model':>12}{'baseline':>12}")
+    for key in ("auc", "pr_auc", "brier", "lift_top_decile"):
+        print(f"  {key:<26}{result.churn_metrics[key]:>12.4f}{result.churn_baseline_metrics[key]:>12.4f}")
+    for p in result.promotions:
+        against = (
+            f"champion v{p.champion_version} {p.champion_value:.4f} on the same holdout"
+            if p.champion_version
+            else "no champion yet"
+        )
+        verdict = "-> @champion" if p.promoted else "(champion unchanged)"
+        print(f"{p.registered_model} v{p.version}: {p.metric}={p.challenger_value:.4f} vs {against} {verdict}")
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
+    from segmentation.pipeline import run_score
+
+    result = run_score(_spark(settings), settings, as_of)
+    print(
+        f"as-of {result.as_of}: scored {result.customers:,} customers with clv v{result.clv_version} and churn "
+        f"v{result.churn_version}"
+    )
+    print(f"  {settings.outputs.table_path('customer_segments')}  (version {result.segments_version})")
+    return EXIT_OK
+
+
 Command = Callable[[argparse.Namespace, Settings, dt.date], int]
 COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None] | None]] = {
     "generate": ("write a synthetic multi-channel order history", cmd_generate, _generate_args),
     "build": ("orders -> features, segments, summary, rejected rows", cmd_build, None),
+    "train": ("orders -> CLV and churn models in MLflow; @champion moves only on improvement", cmd_train, None),
+    "score": ("@champion models -> clv, p_alive, churn_probability in the segments snapshot", cmd_score, None),
 }
 
 

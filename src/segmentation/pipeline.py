@@ -269,3 +269,293 @@ def write_build_outputs(
         summary = segments.segment_summary(written, _summary_dimensions(settings), as_of, run_id)
         versions["segment_summary"] = io.write_snapshot(summary.coalesce(1), out.table_path("segment_summary"), as_of)
     return versions
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# train and score
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainResult:
+    as_of: dt.date
+    orders_version: int | None
+    calibration_end: dt.date
+    churn_cutoff: dt.date
+    clv_metrics: dict[str, float]
+    clv_params: dict[str, float]
+    churn_metrics: dict[str, float]
+    churn_baseline_metrics: dict[str, float]
+    clv_run_id: str
+    churn_run_id: str
+    promotions: list  # tracking.Promotion, one per model
+
+
+def _valid_orders(spark: SparkSession, settings: Settings, as_of: dt.date) -> tuple[DataFrame, DataFrame, int | None]:
+    """The orders as the build job sees them (contract, quality, identities): (tagged, valid, orders version).
+
+    The caller unpersists ``tagged``; ``valid`` is derived from it.
+    """
+    with stage("read orders") as info:
+        orders = read_orders(spark, settings)
+        identity_df, _ = read_identity_map(spark, settings)
+        info["orders_version"] = orders.version
+    tagged, _ = tag_orders(spark, settings, as_of, orders.df, identity_df)
+    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
+    with stage("validate orders") as info:
+        counts = validate(tagged, settings)
+        info.update({"input": sum(counts.values()), "rejected": sum(v for k, v in counts.items() if k)})
+    return tagged, stitch_identities(quality.valid_orders(tagged), identity_df), orders.version
+
+
+def run_train(spark: SparkSession, settings: Settings, as_of: dt.date) -> TrainResult:
+    """Orders -> CLV and churn models, each one MLflow run and a registered version; ``champion`` moves on gains."""
+    from segmentation.models import tracking
+
+    tracking.configure(settings.mlflow)
+    tagged, valid, orders_version = _valid_orders(spark, settings, as_of)
+    inputs = {"orders_path": io.qualify(settings.inputs.orders.path), "orders_version": orders_version}
+    config = settings.model_dump(mode="json")
+    try:
+        valid = valid.persist(StorageLevel.MEMORY_AND_DISK)
+        clv_out = _train_clv(valid, settings, as_of, inputs, config)
+        churn_out = _train_churn(valid, settings, as_of, inputs, config)
+    finally:
+        valid.unpersist()
+        tagged.unpersist()
+    return TrainResult(
+        as_of=as_of,
+        orders_version=orders_version,
+        calibration_end=clv_out["calibration_end"],
+        churn_cutoff=churn_out["cutoff"],
+        clv_metrics=clv_out["metrics"],
+        clv_params=clv_out["params"],
+        churn_metrics=churn_out["metrics"],
+        churn_baseline_metrics=churn_out["baseline_metrics"],
+        clv_run_id=clv_out["record"].run_id,
+        churn_run_id=churn_out["record"].run_id,
+        promotions=[clv_out["record"].promotion, churn_out["record"].promotion],
+    )
+
+
+def _train_clv(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: dict, config: dict) -> dict:
+    from segmentation.models import clv_training as ct
+    from segmentation.models import tracking
+
+    cfg, sale = settings.models.clv, settings.quality.sale_status
+    end = ct.calibration_end(as_of, cfg)
+
+    def split(time_unit: str) -> tuple[DataFrame, DataFrame, float]:
+        summary_df = ct.customer_summary(valid, end, time_unit, sale).persist(StorageLevel.MEMORY_AND_DISK)
+        actuals_df = ct.holdout_actuals(valid, end, as_of, time_unit, sale)
+        return summary_df, actuals_df, (as_of - end).days / ct.DAYS_PER_PERIOD[time_unit]
+
+    summary_df, actuals_df, holdout_periods = split(cfg.time_unit)
+    try:
+        with stage("fit clv") as info:
+            fitted = ct.fit(summary_df, cfg)
+            info.update({"customers": fitted.customers, "bgnbd_patterns": fitted.bgnbd_patterns})
+        model = ct.ClvModel(fitted.bgnbd.params, fitted.gamma_gamma.params, cfg.time_unit)
+        if not (fitted.bgnbd.diagnostics.converged and fitted.gamma_gamma.diagnostics.converged):
+            log.warning("clv fit did not converge: %s / %s", fitted.bgnbd.diagnostics, fitted.gamma_gamma.diagnostics)
+        with stage("evaluate clv holdout"):
+            evaluation = ct.evaluate_holdout(
+                summary_df, actuals_df, model.bgnbd, model.gamma_gamma, holdout_periods, cfg.frequency_table_max
+            )
+        champion_score = None
+        champion = tracking.load_clv_champion(cfg.registered_model)
+        if champion is not None:
+            with stage("evaluate clv champion on the same holdout"):
+                champ_model, champ_version = champion
+                if champ_model.time_unit == cfg.time_unit:
+                    champ_eval = ct.evaluate_holdout(
+                        summary_df, actuals_df, champ_model.bgnbd, champ_model.gamma_gamma, holdout_periods
+                    )
+                else:
+                    c_summary_df, c_actuals_df, c_periods = split(champ_model.time_unit)
+                    champ_eval = ct.evaluate_holdout(
+                        c_summary_df, c_actuals_df, champ_model.bgnbd, champ_model.gamma_gamma, c_periods
+                    )
+                    c_summary_df.unpersist()
+                champion_score = (champ_version, champ_eval.metrics[cfg.promotion_metric])
+    finally:
+        summary_df.unpersist()
+    params = model.params()
+    diagnostics = {"bgnbd": fitted.bgnbd.diagnostics, "gg": fitted.gamma_gamma.diagnostics}
+    metrics = {
+        **evaluation.metrics,
+        **{f"{k}_log_likelihood": d.log_likelihood for k, d in diagnostics.items()},
+        "bgnbd_patterns": float(fitted.bgnbd_patterns),
+        "gg_patterns": float(fitted.gamma_gamma_patterns),
+        "repeat_customers": float(fitted.repeat_customers),
+    }
+    horizon = ct.Horizon.from_settings(cfg, cfg.time_unit)
+    with stage("log clv run") as info:
+        record = tracking.log_training_run(
+            run_name=f"clv {as_of}",
+            registered_model=cfg.registered_model,
+            params={
+                **params,
+                "time_unit": cfg.time_unit,
+                "as_of": str(as_of),
+                "calibration_end": str(end),
+                "holdout_days": (as_of - end).days,
+                "horizon_days": cfg.horizon_days,
+                "annual_discount_rate": cfg.annual_discount_rate,
+                "cash_flow_step_days": cfg.cash_flow_step_days,
+                "monetary_significant_digits": cfg.monetary_significant_digits,
+                **{f"{k}_converged": d.converged for k, d in diagnostics.items()},
+            },
+            metrics=metrics,
+            inputs=inputs,
+            config=config,
+            tables={"holdout_by_frequency": evaluation.frequency_table},
+            log_model=tracking.clv_model_logger(model, horizon, cfg.registered_model),
+            metric=cfg.promotion_metric,
+            greater_is_better=ct.GREATER_IS_BETTER[cfg.promotion_metric],
+            min_improvement=cfg.promotion_min_improvement,
+            champion=champion_score,
+        )
+        info.update({"version": record.promotion.version, "promoted": record.promotion.promoted})
+    return {"calibration_end": end, "metrics": metrics, "params": params, "record": record}
+
+
+def _train_churn(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: dict, config: dict) -> dict:
+    from segmentation.models import churn, tracking
+
+    cfg = settings.models.churn
+    cutoff = churn.default_cutoff(as_of, cfg)
+    labelled_df = churn.labelled_features(
+        valid, cutoff, cfg.horizon_days, settings.features, settings.quality, cfg.holdout_share
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with stage("train churn") as info:
+            training = churn.train_churn(labelled_df, cfg)
+            info.update({"train": training.train_customers, "holdout": training.holdout_customers})
+        champion_score = None
+        champion = tracking.load_churn_champion(cfg.registered_model, settings.mlflow.dfs_tmpdir)
+        if champion is not None:
+            with stage("evaluate churn champion on the same holdout"):
+                champ_model, champ_version = champion
+                holdout_df = labelled_df.where(F.col("is_holdout"))
+                champ_metrics = churn.evaluate(
+                    churn.with_churn_probability(champ_model, holdout_df), cfg.quantile_relative_error
+                )
+                champion_score = (champ_version, champ_metrics[cfg.promotion_metric])
+        example = churn.input_example(labelled_df, cfg)
+    finally:
+        labelled_df.unpersist()
+    metrics = {
+        **training.metrics,
+        **{f"baseline_{k}": v for k, v in training.baseline_metrics.items()},
+        "train_customers": float(training.train_customers),
+        "holdout_customers": float(training.holdout_customers),
+    }
+    with stage("log churn run") as info:
+        record = tracking.log_training_run(
+            run_name=f"churn {as_of}",
+            registered_model=cfg.registered_model,
+            params={
+                "as_of": str(as_of),
+                "cutoff": str(cutoff),
+                "horizon_days": cfg.horizon_days,
+                "holdout_share": cfg.holdout_share,
+                "features": ",".join(cfg.features),
+                "null_fill": cfg.null_fill,
+                "max_iter": cfg.max_iter,
+                "max_depth": cfg.max_depth,
+                "step_size": cfg.step_size,
+                "seed": cfg.seed,
+                "baseline": "logistic regression on " + ",".join(churn.BASELINE_FEATURES),
+            },
+            metrics=metrics,
+            inputs=inputs,
+            config=config,
+            tables={},
+            log_model=tracking.churn_model_logger(
+                training.model, list(cfg.features), example, cfg.registered_model, settings.mlflow.dfs_tmpdir
+            ),
+            metric=cfg.promotion_metric,
+            greater_is_better=churn.GREATER_IS_BETTER[cfg.promotion_metric],
+            min_improvement=cfg.promotion_min_improvement,
+            champion=champion_score,
+        )
+        info.update({"version": record.promotion.version, "promoted": record.promotion.promoted})
+    return {
+        "cutoff": cutoff,
+        "metrics": training.metrics,
+        "baseline_metrics": training.baseline_metrics,
+        "record": record,
+    }
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    as_of: dt.date
+    customers: int
+    clv_version: str
+    churn_version: str
+    segments_version: int
+
+
+def run_score(spark: SparkSession, settings: Settings, as_of: dt.date) -> ScoreResult:
+    """``@champion`` models -> clv, p_alive, expected_purchases, churn_probability in the segments of ``as_of``.
+
+    The closed forms run as Spark column expressions and the churn pipeline as a Spark ML transform, so no customer
+    reaches the driver; the slice is rewritten with ``replaceWhere``, so a rerun gives the same table.
+    """
+    from segmentation.config import TableRef
+    from segmentation.models import churn, tracking
+    from segmentation.models import clv_training as ct
+
+    tracking.configure(settings.mlflow)
+    cfg = settings.models
+    clv_champion = tracking.load_clv_champion(cfg.clv.registered_model)
+    churn_champion = tracking.load_churn_champion(cfg.churn.registered_model, settings.mlflow.dfs_tmpdir)
+    champions = {cfg.clv.registered_model: clv_champion, cfg.churn.registered_model: churn_champion}
+    missing = [name for name, champion in champions.items() if champion is None]
+    if missing:
+        raise InputError(f"no @champion version of {', '.join(missing)} in {settings.mlflow.tracking_uri}: run train")
+    clv_model, clv_version = clv_champion
+    churn_model, churn_version = churn_champion
+
+    out = settings.outputs
+    segments_path, features_path = out.table_path("customer_segments"), out.table_path("customer_features")
+    snapshots = {}
+    for name, path in (("customer_segments", segments_path), ("customer_features", features_path)):
+        if io.table_version(spark, path) is None:
+            raise InputError(f"no {name} table at {path}: run build --as-of {as_of} first")
+        snapshots[name] = io.read_table(spark, TableRef(path=path)).df.where(F.col("as_of_date") == F.lit(as_of))
+    segments_df, features_df = snapshots["customer_segments"], snapshots["customer_features"]
+
+    tagged, valid, _ = _valid_orders(spark, settings, as_of)
+    try:
+        summary_df = ct.customer_summary(valid, as_of, clv_model.time_unit, settings.quality.sale_status)
+        horizon = ct.Horizon.from_settings(cfg.clv, clv_model.time_unit)
+        clv_df = ct.with_predictions(summary_df, clv_model, horizon).drop("expected_spend")
+        churn_df = churn.with_churn_probability(churn_model, features_df).select("customer_id", churn.SCORE)
+        columns = segments_df.columns
+        scored_df = (
+            segments_df.drop(*segments.PREDICTION_COLUMNS)
+            .join(clv_df, "customer_id", "left")
+            .join(churn_df, "customer_id", "left")
+            .select(
+                *[
+                    F.col(c).cast(segments.PREDICTION_COLUMNS[c]).alias(c) if c in segments.PREDICTION_COLUMNS else c
+                    for c in columns
+                ]
+            )
+        )
+        with stage("write scored customer_segments") as info:
+            version = io.write_snapshot(
+                scored_df,
+                segments_path,
+                as_of,
+                max_records_per_file=out.target_file_rows,
+                properties={"delta.enableChangeDataFeed": "true"},
+            )
+            info["version"] = version
+    finally:
+        tagged.unpersist()
+    with stage("count scored customers") as info:
+        customers = io.read_output(spark, segments_path, as_of).where(F.col("clv").isNotNull()).count()
+        info["customers"] = customers
+    return ScoreResult(as_of, customers, clv_version, churn_version, version)

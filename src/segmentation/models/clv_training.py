@@ -1,0 +1,325 @@
+"""CLV training and scoring on Spark: per-customer summaries, the weighted fit, the holdout test, the MLflow model.
+
+Spark computes each customer's repeat-purchase summary ``(frequency, recency, T, monetary)`` in whole model periods
+(days or weeks), then collapses customers to unique ``(frequency, recency, T)`` triples and ``(frequency, rounded
+monetary)`` pairs with counts. Only those patterns reach the driver, so the maximum-likelihood fit of
+:mod:`segmentation.models.clv` costs the same for ten thousand or a hundred million customers.
+
+Periods are counted back from the end of the calibration window: period -1 ends on the calibration end day, period
+0 starts the day after. A customer's frequency is the number of distinct periods with a completed purchase minus one
+(several orders in one period are one purchase occasion, as in the literature), recency the number of periods from
+the first to the last of them, T the number from the first to the end of the window. The holdout counts purchase
+periods after the calibration end the same way, so predictions and actuals speak of the same thing.
+
+Scoring evaluates the closed forms as Spark column expressions on every customer; the MLflow ``pyfunc`` model wraps
+the same parameters with the numpy closed forms for anyone who wants to call the model outside Spark.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyspark.sql.functions as F
+from pyspark.sql import Column, DataFrame
+
+from segmentation.config import ClvModelSettings
+from segmentation.models import clv
+from segmentation.transforms.columns import day_number, utc_day
+from segmentation.transforms.features import KEY
+
+DAYS_PER_PERIOD: Mapping[str, int] = {"days": 1, "weeks": 7}
+GREATER_IS_BETTER: Mapping[str, bool] = {
+    "holdout_mae": False,
+    "holdout_rmse": False,
+    "holdout_total_abs_error": False,
+    "spend_mae": False,
+}
+SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary")
+
+
+def calibration_end(as_of: dt.date, settings: ClvModelSettings) -> dt.date:
+    """The last calibration day: configured, or as-of minus the holdout, and always before the as-of date."""
+    end = settings.calibration_end or as_of - dt.timedelta(days=settings.holdout_days)
+    if end >= as_of:
+        raise ValueError(f"models.clv.calibration_end {end} must be before the as-of date {as_of}")
+    return end
+
+
+def _purchase_periods(orders_df: DataFrame, end: dt.date, time_unit: str, sale_status: str) -> DataFrame:
+    """One row per customer and purchase period: ``(customer_id, period, spend)``; period -1 ends on ``end``."""
+    anchor = day_number(end) + 1
+    period = F.floor((utc_day(F.col("order_ts")) - F.lit(anchor)) / F.lit(DAYS_PER_PERIOD[time_unit])).cast("int")
+    return (
+        orders_df.where(F.col("status") == F.lit(sale_status))
+        .select(KEY, period.alias("period"), F.col("amount").cast("double").alias("amount"))
+        .groupBy(KEY, "period")
+        .agg(F.sum("amount").alias("spend"))
+    )
+
+
+def customer_summary(orders_df: DataFrame, end: dt.date, time_unit: str, sale_status: str) -> DataFrame:
+    """``(customer_id, frequency, recency, T, monetary)`` from the completed orders up to ``end`` (inclusive).
+
+    ``monetary`` is the average spend of the repeat purchase periods (the first purchase is left out, as the
+    Gamma-Gamma model assumes); null for customers without a repeat purchase.
+    """
+    periods_df = _purchase_periods(orders_df, end, time_unit, sale_status).where(F.col("period") < 0)
+    first = F.min("period")
+    return (
+        periods_df.groupBy(KEY)
+        .agg(
+            F.count(F.lit(1)).alias("_n"),
+            first.alias("_first"),
+            F.max("period").alias("_last"),
+            F.sum("spend").alias("_spend"),
+            F.min_by("spend", "period").alias("_first_spend"),
+        )
+        .select(
+            KEY,
+            (F.col("_n") - 1).alias("frequency"),
+            (F.col("_last") - F.col("_first")).alias("recency"),
+            (F.lit(-1) - F.col("_first")).alias("T"),
+            F.when(F.col("_n") > 1, (F.col("_spend") - F.col("_first_spend")) / (F.col("_n") - 1)).alias("monetary"),
+        )
+    )
+
+
+def holdout_actuals(orders_df: DataFrame, end: dt.date, as_of: dt.date, time_unit: str, sale_status: str) -> DataFrame:
+    """``(customer_id, holdout_purchases, holdout_spend)``: purchase periods and their mean spend in (end, as_of]."""
+    periods_df = _purchase_periods(orders_df, end, time_unit, sale_status)
+    last_day_period = ((as_of - end).days - 1) // DAYS_PER_PERIOD[time_unit]
+    in_holdout = (F.col("period") >= 0) & (F.col("period") <= F.lit(last_day_period))
+    return (
+        periods_df.where(in_holdout)
+        .groupBy(KEY)
+        .agg(F.count(F.lit(1)).alias("holdout_purchases"), F.avg("spend").alias("holdout_spend"))
+    )
+
+
+def round_significant(value: Column, digits: int) -> Column:
+    """Round positive values to ``digits`` significant digits, so average order values form a bounded set."""
+    exponent = F.floor(F.log10(value)) - F.lit(digits - 1)
+    scale = F.pow(F.lit(10.0), exponent)
+    return F.when(value > 0, F.round(value / scale) * scale).otherwise(value)
+
+
+@dataclass(frozen=True)
+class ClvFit:
+    """Both fitted models with the pattern counts that say how much the driver saw."""
+
+    bgnbd: clv.BgNbdFit
+    gamma_gamma: clv.GammaGammaFit
+    customers: int
+    repeat_customers: int
+    bgnbd_patterns: int
+    gamma_gamma_patterns: int
+
+
+def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
+    """Weighted BG/NBD and Gamma-Gamma maximum likelihood on unique patterns collected from Spark.
+
+    Raises:
+        ValueError: if a repeat customer has a non-positive average order value (Gamma-Gamma needs spend > 0), or
+            the data has no repeat purchase (the models are not identified).
+    """
+    bad = summary_df.where((F.col("frequency") > 0) & ~(F.col("monetary") > 0)).count()
+    if bad:
+        raise ValueError(
+            f"Gamma-Gamma needs a positive average order value: {bad:,} repeat customers have monetary <= 0 or null; "
+            "check zero-amount orders (quality.allow_zero_amount) and refunds netted into amounts"
+        )
+    # Sorted, so the optimiser sums in the same order every run: refitting the same data gives the same bits.
+    triples = sorted(tuple(r) for r in summary_df.groupBy("frequency", "recency", "T").count().collect())
+    x, t_x, age, w = (np.array([r[i] for r in triples], dtype=float) for i in range(4))
+    bgnbd = clv.fit_bgnbd(x, t_x, age, w, max_iterations=settings.max_iterations)
+
+    rounded = round_significant(F.col("monetary"), settings.monetary_significant_digits).alias("m")
+    pairs = sorted(
+        tuple(r) for r in summary_df.where(F.col("frequency") > 0).groupBy("frequency", rounded).count().collect()
+    )
+    if not pairs:
+        raise ValueError("no repeat customer in the calibration window: Gamma-Gamma cannot be fitted")
+    px, pm, pw = (np.array([r[i] for r in pairs], dtype=float) for i in range(3))
+    gamma_gamma = clv.fit_gamma_gamma(px, pm, pw, max_iterations=settings.max_iterations)
+    return ClvFit(bgnbd, gamma_gamma, int(w.sum()), int(pw.sum()), len(triples), len(pairs))
+
+
+@dataclass(frozen=True)
+class HoldoutEvaluation:
+    """Predicted vs actual holdout purchases: metrics and the table by calibration frequency."""
+
+    metrics: dict[str, float]
+    frequency_table: list[dict[str, Any]]
+
+
+def evaluate_holdout(
+    summary_df: DataFrame,
+    actuals_df: DataFrame,
+    bgnbd: clv.BgNbdParams,
+    gamma_gamma: clv.GammaGammaParams,
+    holdout_periods: float,
+    table_max: int = 7,
+) -> HoldoutEvaluation:
+    """Compare the models' predictions with the holdout, per customer and in aggregate, in Spark.
+
+    Every calibration customer counts, including those who bought nothing in the holdout (actual 0). The spend
+    error covers customers with a repeat purchase in calibration and at least one in the holdout: their mean
+    holdout purchase spend against the Gamma-Gamma conditional expectation.
+
+    Returns:
+        ``holdout_mae``, ``holdout_rmse`` (purchases per customer), ``holdout_actual_total``,
+        ``holdout_predicted_total``, ``holdout_total_abs_error``, ``spend_mae``, ``spend_actual_mean``,
+        ``spend_predicted_mean``, ``customers``; and the rows ``frequency`` 0..table_max-1, ``table_max+``.
+    """
+    predicted = clv.expected_purchases_col(bgnbd, float(holdout_periods), "frequency", "recency", "T")
+    spend = clv.expected_spend_col(gamma_gamma, "frequency", "monetary")
+    df = summary_df.join(actuals_df, KEY, "left").select(
+        F.least(F.col("frequency"), F.lit(table_max)).alias("bucket"),
+        F.coalesce(F.col("holdout_purchases"), F.lit(0)).cast("double").alias("actual"),
+        predicted.alias("predicted"),
+        F.when((F.col("frequency") > 0) & F.col("holdout_spend").isNotNull(), F.col("holdout_spend")).alias("a_spend"),
+        F.when((F.col("frequency") > 0) & F.col("holdout_spend").isNotNull(), spend).alias("p_spend"),
+    )
+    rows = (
+        df.groupBy("bucket")
+        .agg(
+            F.count(F.lit(1)).alias("customers"),
+            F.sum("actual").alias("actual"),
+            F.sum("predicted").alias("predicted"),
+            F.sum(F.abs(F.col("predicted") - F.col("actual"))).alias("abs_error"),
+            F.sum(F.pow(F.col("predicted") - F.col("actual"), 2)).alias("sq_error"),
+            F.count("a_spend").alias("spend_n"),
+            F.sum(F.abs(F.col("p_spend") - F.col("a_spend"))).alias("spend_abs_error"),
+            F.sum("a_spend").alias("spend_actual"),
+            F.sum("p_spend").alias("spend_predicted"),
+        )
+        .orderBy("bucket")
+        .collect()
+    )
+    n = sum(r["customers"] for r in rows)
+    if n == 0:
+        raise ValueError("no calibration customer to evaluate on the holdout")
+    actual, predicted_total = sum(r["actual"] for r in rows), sum(r["predicted"] for r in rows)
+    spend_n = sum(r["spend_n"] for r in rows)
+
+    def spend_sum(key: str) -> float:
+        return float(sum(r[key] or 0.0 for r in rows))
+
+    metrics = {
+        "holdout_mae": sum(r["abs_error"] for r in rows) / n,
+        "holdout_rmse": math.sqrt(sum(r["sq_error"] for r in rows) / n),
+        "holdout_actual_total": float(actual),
+        "holdout_predicted_total": float(predicted_total),
+        "holdout_total_abs_error": abs(predicted_total - actual),
+        "spend_mae": spend_sum("spend_abs_error") / spend_n if spend_n else float("nan"),
+        "spend_actual_mean": spend_sum("spend_actual") / spend_n if spend_n else float("nan"),
+        "spend_predicted_mean": spend_sum("spend_predicted") / spend_n if spend_n else float("nan"),
+        "customers": float(n),
+    }
+    table = [
+        {
+            "frequency": str(r["bucket"]) if r["bucket"] < table_max else f"{table_max}+",
+            "customers": int(r["customers"]),
+            "actual_mean": r["actual"] / r["customers"],
+            "expected_mean": r["predicted"] / r["customers"],
+        }
+        for r in rows
+    ]
+    return HoldoutEvaluation(metrics, table)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The model as data: what scoring needs, what MLflow stores
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClvModel:
+    """Fitted parameters with the time unit they are expressed in (alpha and every recency/T depend on it)."""
+
+    bgnbd: clv.BgNbdParams
+    gamma_gamma: clv.GammaGammaParams
+    time_unit: str
+
+    def params(self) -> dict[str, float]:
+        """The parameters under the names logged to MLflow."""
+        return {
+            "bgnbd_r": self.bgnbd.r,
+            "bgnbd_alpha": self.bgnbd.alpha,
+            "bgnbd_a": self.bgnbd.a,
+            "bgnbd_b": self.bgnbd.b,
+            "gg_p": self.gamma_gamma.p,
+            "gg_q": self.gamma_gamma.q,
+            "gg_v": self.gamma_gamma.v,
+        }
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The business side of CLV, in model periods: how far ahead, how often cash flows, at what discount."""
+
+    periods: float
+    step: float
+    discount_rate_per_period: float
+
+    @classmethod
+    def from_settings(cls, settings: ClvModelSettings, time_unit: str) -> Horizon:
+        days = DAYS_PER_PERIOD[time_unit]
+        return cls(
+            periods=settings.horizon_days / days,
+            step=settings.cash_flow_step_days / days,
+            discount_rate_per_period=(1.0 + settings.annual_discount_rate) ** (days / 365.0) - 1.0,
+        )
+
+
+def with_predictions(summary_df: DataFrame, model: ClvModel, horizon: Horizon) -> DataFrame:
+    """``(customer_id, p_alive, expected_purchases, expected_spend, clv)`` as Spark column expressions."""
+    args = ("frequency", "recency", "T")
+    return summary_df.select(
+        KEY,
+        clv.p_alive_col(model.bgnbd, *args).alias("p_alive"),
+        clv.expected_purchases_col(model.bgnbd, horizon.periods, *args).alias("expected_purchases"),
+        clv.expected_spend_col(model.gamma_gamma, "frequency", "monetary").alias("expected_spend"),
+        clv.clv_col(
+            model.bgnbd,
+            model.gamma_gamma,
+            *args,
+            "monetary",
+            horizon.periods,
+            horizon.discount_rate_per_period,
+            horizon.step,
+        ).alias("clv"),
+    )
+
+
+def predict_frame(model: ClvModel, horizon: Horizon, frame: pd.DataFrame) -> pd.DataFrame:
+    """The numpy twin of :func:`with_predictions` on a pandas frame of ``frequency, recency, T, monetary``."""
+    x = frame["frequency"].to_numpy(dtype=float)
+    t_x = frame["recency"].to_numpy(dtype=float)
+    age = frame["T"].to_numpy(dtype=float)
+    m = frame["monetary"].to_numpy(dtype=float)
+    m = np.where(x > 0, m, 0.0)
+    return pd.DataFrame(
+        {
+            "p_alive": np.atleast_1d(clv.p_alive(model.bgnbd, x, t_x, age)),
+            "expected_purchases": np.atleast_1d(clv.expected_purchases(model.bgnbd, horizon.periods, x, t_x, age)),
+            "expected_spend": np.atleast_1d(clv.expected_spend(model.gamma_gamma, x, m)),
+            "clv": np.atleast_1d(
+                clv.customer_lifetime_value(
+                    model.bgnbd,
+                    model.gamma_gamma,
+                    x,
+                    t_x,
+                    age,
+                    m,
+                    horizon.periods,
+                    horizon.discount_rate_per_period,
+                    horizon.step,
+                )
+            ),
+        }
+    )

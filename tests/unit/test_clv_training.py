@@ -1,0 +1,151 @@
+"""CLV training on Spark with hand-made orders: summaries in days and weeks, holdout actuals, metrics, predictions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentation.config import ClvModelSettings
+from segmentation.models import clv
+from segmentation.models import clv_training as ct
+from tests.conftest import ORDER_COLUMNS, order_row
+
+pytestmark = [pytest.mark.spark]
+
+END = dt.date(2026, 3, 31)
+AS_OF = dt.date(2026, 4, 30)
+# CDNOW estimates (Fader, Hardie & Lee 2005; Fader & Hardie 2013): realistic parameters for the closed forms.
+BGNBD = clv.BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
+GG = clv.GammaGammaParams(p=6.25, q=3.74, v=15.44)
+
+ROWS = [
+    # a: two orders on one day are one purchase occasion; a refund is not a purchase.
+    order_row("a1", "a", "2026-03-01T09:00:00", 10),
+    order_row("a2", "a", "2026-03-01T18:00:00", 20),
+    order_row("a3", "a", "2026-03-11T12:00:00", 50),
+    order_row("a4", "a", "2026-03-31T12:00:00", 99, status="refunded"),
+    order_row("a5", "a", "2026-04-05T12:00:00", 30),
+    order_row("a6", "a", "2026-04-05T13:00:00", 10),
+    order_row("a7", "a", "2026-04-20T12:00:00", 60),
+    # b: first and only purchase on the last calibration day.
+    order_row("b1", "b", "2026-03-31T23:59:59", 25),
+    # c: first purchase in the holdout: not a calibration customer.
+    order_row("c1", "c", "2026-04-02T08:00:00", 40),
+    # d: three purchases a month apart, one after the as-of date (ignored).
+    order_row("d1", "d", "2026-01-01T00:00:00", 10),
+    order_row("d2", "d", "2026-02-01T00:00:00", 30),
+    order_row("d3", "d", "2026-03-01T00:00:00", 60),
+    order_row("d4", "d", "2026-05-01T00:00:00", 60),
+]
+
+
+@pytest.fixture(scope="module")
+def orders_df(spark):
+    return spark.createDataFrame(ROWS, ORDER_COLUMNS)
+
+
+def _summary(orders_df, time_unit):
+    df = ct.customer_summary(orders_df, END, time_unit, "completed")
+    return {r["customer_id"]: (r["frequency"], r["recency"], r["T"], r["monetary"]) for r in df.collect()}
+
+
+def test_summary_in_days(orders_df):
+    assert _summary(orders_df, "days") == {
+        "a": (1, 10, 30, 50.0),
+        "b": (0, 0, 0, None),
+        "d": (2, 59, 89, 45.0),
+    }
+
+
+def test_summary_in_weeks_counts_distinct_purchase_weeks_back_from_the_calibration_end(orders_df):
+    # Weeks end on the calibration end day: 03-25..03-31 is week -1, 03-01 is in week -5, 01-01 in week -13.
+    assert _summary(orders_df, "weeks") == {
+        "a": (1, 2, 4, 50.0),
+        "b": (0, 0, 0, None),
+        "d": (2, 8, 12, 45.0),
+    }
+
+
+def test_holdout_actuals_count_purchase_periods_up_to_the_as_of_date(orders_df):
+    df = ct.holdout_actuals(orders_df, END, AS_OF, "days", "completed")
+    got = {r["customer_id"]: (r["holdout_purchases"], r["holdout_spend"]) for r in df.collect()}
+    assert got == {"a": (2, 50.0), "c": (1, 40.0)}
+
+
+def test_holdout_metrics_equal_the_numpy_closed_forms(orders_df):
+    summary_df = ct.customer_summary(orders_df, END, "days", "completed")
+    actuals_df = ct.holdout_actuals(orders_df, END, AS_OF, "days", "completed")
+    evaluation = ct.evaluate_holdout(summary_df, actuals_df, BGNBD, GG, 30.0, table_max=2)
+
+    x, t_x, age = np.array([1, 0, 2]), np.array([10, 0, 59]), np.array([30, 0, 89])  # a, b, d
+    actual = np.array([2, 0, 0])
+    predicted = np.asarray(clv.expected_purchases(BGNBD, 30.0, x, t_x, age))
+    spend_a = clv.expected_spend(GG, 1, 50.0)
+    expected = {
+        "holdout_mae": float(np.mean(np.abs(predicted - actual))),
+        "holdout_rmse": float(np.sqrt(np.mean((predicted - actual) ** 2))),
+        "holdout_actual_total": 2.0,
+        "holdout_predicted_total": float(predicted.sum()),
+        "holdout_total_abs_error": abs(float(predicted.sum()) - 2.0),
+        "spend_mae": abs(spend_a - 50.0),  # only a repeat customer who bought in the holdout has a spend error
+        "spend_actual_mean": 50.0,
+        "spend_predicted_mean": spend_a,
+        "customers": 3.0,
+    }
+    assert evaluation.metrics == pytest.approx(expected, rel=1e-9)
+    assert [row["frequency"] for row in evaluation.frequency_table] == ["0", "1", "2+"]
+    assert [row["customers"] for row in evaluation.frequency_table] == [1, 1, 1]
+    assert evaluation.frequency_table[1]["actual_mean"] == 2.0
+    assert evaluation.frequency_table[2]["expected_mean"] == pytest.approx(predicted[2], rel=1e-9)
+
+
+def test_spark_predictions_equal_the_pyfunc_numpy_predictions(orders_df):
+    summary_df = ct.customer_summary(orders_df, END, "weeks", "completed")
+    model = ct.ClvModel(BGNBD, GG, "weeks")
+    horizon = ct.Horizon.from_settings(ClvModelSettings(horizon_days=365, cash_flow_step_days=30), "weeks")
+    spark_rows = {r["customer_id"]: r.asDict() for r in ct.with_predictions(summary_df, model, horizon).collect()}
+    frame = pd.DataFrame(
+        [(k, *v) for k, v in sorted(_summary(orders_df, "weeks").items())],
+        columns=["customer_id", "frequency", "recency", "T", "monetary"],
+    ).fillna({"monetary": 0.0})
+    numpy_df = ct.predict_frame(model, horizon, frame)
+    for i, customer in enumerate(frame["customer_id"]):
+        for column in ("p_alive", "expected_purchases", "expected_spend", "clv"):
+            assert spark_rows[customer][column] == pytest.approx(numpy_df[column][i], rel=1e-9), (customer, column)
+    assert spark_rows["b"]["p_alive"] == 1.0
+
+
+def test_horizon_converts_days_and_the_annual_rate_to_model_periods():
+    horizon = ct.Horizon.from_settings(
+        ClvModelSettings(horizon_days=364, cash_flow_step_days=28, annual_discount_rate=0.1), "weeks"
+    )
+    assert (horizon.periods, horizon.step) == (52.0, 4.0)
+    assert (1 + horizon.discount_rate_per_period) ** (365 / 7) == pytest.approx(1.1, rel=1e-12)
+
+
+def test_round_significant(spark):
+    import pyspark.sql.functions as F
+
+    df = spark.createDataFrame([(123.456,), (0.012345,), (98765.0,), (0.0,)], "m double")
+    got = [r[0] for r in df.select(ct.round_significant(F.col("m"), 3)).collect()]
+    assert got == pytest.approx([123.0, 0.0123, 98800.0, 0.0], rel=1e-12)
+
+
+def test_fit_refuses_non_positive_spend_with_a_clear_message(spark):
+    summary_df = spark.createDataFrame(
+        [("a", 2, 5, 10, 0.0), ("b", 0, 0, 3, None)],
+        "customer_id string, frequency int, recency int, T int, monetary double",
+    )
+    with pytest.raises(ValueError, match=r"1 repeat customers have monetary <= 0"):
+        ct.fit(summary_df, ClvModelSettings())
+
+
+def test_calibration_end_defaults_to_as_of_minus_holdout():
+    assert ct.calibration_end(AS_OF, ClvModelSettings(holdout_days=30)) == END
+    with pytest.raises(ValueError, match="before the as-of date"):
+        ct.calibration_end(AS_OF, ClvModelSettings(calibration_end=AS_OF))
+    assert math.isfinite(ct.Horizon.from_settings(ClvModelSettings(), "days").discount_rate_per_period)
