@@ -21,6 +21,7 @@ EPILOG = """examples:
   segmentation generate --conf conf/local.yaml --as-of 2026-06-30 --customers 100000 --orders 1000000
   segmentation build    --conf conf/local.yaml --as-of 2026-06-30
   segmentation build    --conf conf/local.yaml --as-of 2026-06-30 rfm.method=thresholds inputs.orders.path=/data/orders
+  segmentation evaluate --conf conf/local.yaml --as-of 2026-06-30 inputs.campaign_responses.path=/data/responses
 
 Configuration files merge in order (conf/base.yaml beside the first file comes first); key=value overrides win.
 Exit codes: 0 ok, 2 bad configuration, 3 bad input data (nothing written), 1 internal error."""
@@ -86,6 +87,41 @@ def _print_segment_sizes(spark, settings: Settings, as_of: dt.date) -> None:
         print(f"  {label:<30}{row['customers']:>10,}  {row['share']:>6.1%}  {row['revenue_share'] or 0:>12.1%}")
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
+    import pyspark.sql.functions as F
+
+    from segmentation.pipeline import run_evaluate
+
+    spark = _spark(settings)
+    result = run_evaluate(spark, settings, as_of)
+    print(f"as-of {result.as_of}  run {result.run_id}")
+    print(f"uplift: {result.path}  (version {result.version})")
+    rows = (
+        spark.read.format("delta")
+        .load(result.path)
+        .where((F.col("as_of_date") == F.lit(as_of)) & (F.col("dimension") == "all"))
+        .orderBy("campaign_id")
+        .collect()
+    )
+    print("\ncampaign                          treated  control  conversion uplift [95% CI]   revenue/customer uplift")
+    for row in rows:
+        print(
+            f"  {row['campaign_id']:<32}{row['treatment_customers']:>8,}{row['control_customers']:>9,}  "
+            f"{_pct(row['conversion_uplift'])} [{_pct(row['conversion_uplift_ci_low'])}, "
+            f"{_pct(row['conversion_uplift_ci_high'])}]  {_num(row['revenue_uplift'])} "
+            f"[{_num(row['revenue_uplift_ci_low'])}, {_num(row['revenue_uplift_ci_high'])}]"
+        )
+    return EXIT_OK
+
+
+def _pct(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:+6.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
 def _generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, help="number of customers (generate.customers)")
     parser.add_argument("--orders", type=int, help="approximate number of orders (generate.orders)")
@@ -134,6 +170,7 @@ COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None
     "build": ("orders -> features, segments, summary, rejected rows", cmd_build, None),
     "train": ("orders -> CLV and churn models in MLflow; @champion moves only on improvement", cmd_train, None),
     "score": ("@champion models -> clv, p_alive, churn_probability in the segments snapshot", cmd_score, None),
+    "evaluate": ("campaign audiences + responses -> uplift per campaign and segment", cmd_evaluate, None),
 }
 
 

@@ -15,9 +15,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from segmentation import io, schema, synthetic
-from segmentation.config import RuleSet, Settings
+from segmentation.config import ConfigError, Rule, RuleSet, Settings
+from segmentation.transforms import audiences, monitoring, population, quality, rules, scoring, segments, tags, tiers
 from segmentation.transforms import features as feat
-from segmentation.transforms import quality, rules, scoring, segments
+from segmentation.transforms import uplift as uplift_tf
 from segmentation.transforms.identity import stitch_identities
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,9 @@ def feature_schema(spark: SparkSession, settings: Settings, as_of: dt.date):
     scored = features_df.transform(scoring.with_percentiles, settings.features.percentiles, dummy_grid).transform(
         scoring.with_rfm_scores, {m: [0.0] * (settings.rfm.bins - 1) for m in scoring.RFM_METRICS.values()}
     )
-    return scored
+    return scored.transform(population.with_registration, None).withColumn(
+        "value_class", F.lit(None).cast("string")
+    )
 
 
 def check_rules(spark: SparkSession, settings: Settings, as_of: dt.date) -> None:
@@ -120,10 +123,28 @@ def check_rules(spark: SparkSession, settings: Settings, as_of: dt.date) -> None
         raise ConfigError(f"features.percentiles: unknown feature column(s): {', '.join(missing)}")
     df = feature_schema(spark, settings, as_of)
     for name, rule_set in settings.segments.rule_sets.items():
-        rules.check_rule_set(spark, df.schema, rule_set, f"segments.rule_sets.{name}")
-        df = rules.with_exclusive(df, name, rule_set)
+        key = f"segments.rule_sets.{name}"
+        rules.check_rule_set(spark, df.schema, rule_set, key, settings.source_of(key))
+        df = spark.createDataFrame([], rules.with_exclusive(df, name, rule_set).schema)  # keep the plan shallow
+    if settings.tiers is not None:
+        keep = [Rule(name=t, condition=k.condition) for t, k in settings.tiers.keep.items() if k.condition]
+        if keep:
+            rules.check_rule_set(
+                spark, df.schema, RuleSet(kind="tags", rules=keep), "tiers.keep", settings.source_of("tiers.keep")
+            )
+        df = tiers.with_membership_tier(df, None, settings.tiers, as_of)
     for name, rule_set in settings.tags.rule_sets.items():
-        rules.check_rule_set(spark, df.schema, rule_set, f"tags.rule_sets.{name}")
+        key = f"tags.rule_sets.{name}"
+        rules.check_rule_set(spark, df.schema, rule_set, key, settings.source_of(key))
+    if settings.audiences.campaigns:
+        conditions = [Rule(name=c.id, condition=c.condition) for c in settings.audiences.campaigns]
+        rules.check_rule_set(
+            spark,
+            df.schema,
+            RuleSet(kind="tags", rules=conditions),
+            "audiences.campaigns",
+            settings.source_of("audiences.campaigns"),
+        )
 
 
 def feature_schema_columns(spark: SparkSession, settings: Settings, as_of: dt.date) -> list[str]:
@@ -164,8 +185,18 @@ def validate(tagged_df: DataFrame, settings: Settings) -> dict[str | None, int]:
     return counts
 
 
-def score_customers(features_df: DataFrame, settings: Settings) -> DataFrame:
-    """Percentiles, R/F/M scores, value class and every exclusive rule set, with one quantile pass."""
+def score_customers(
+    features_df: DataFrame,
+    settings: Settings,
+    registrations_df: DataFrame | None = None,
+    as_of: dt.date | None = None,
+) -> DataFrame:
+    """Percentiles, R/F/M scores, value class and every exclusive rule set, with one quantile pass.
+
+    With ``registrations_df`` (from the profiles table) every customer gets its registration date, and registered
+    customers without a completed order join as prospects after the scores, so percentiles and score cut points
+    describe purchasers only and prospects carry null scores.
+    """
     score_metrics = list(scoring.RFM_METRICS.values()) if settings.rfm.method == "quantile" else []
     pct_columns = list(settings.features.percentiles)
     probabilities = scoring.grid_probabilities(settings.features.percentile_resolution)
@@ -179,12 +210,54 @@ def score_customers(features_df: DataFrame, settings: Settings) -> DataFrame:
     cuts = scoring.score_cuts(features_df, settings.rfm, grid)
     log.info("rfm cut points (%s): %s", settings.rfm.method, {k: [round(v, 2) for v in c] for k, c in cuts.items()})
     boundaries = scoring.value_class_boundaries(features_df, grid, settings.value_class)
-    return (
-        features_df.transform(scoring.with_percentiles, pct_columns, grid)
+    scored = (
+        features_df.transform(population.with_registration, registrations_df)
+        .transform(scoring.with_percentiles, pct_columns, grid)
         .transform(scoring.with_rfm_scores, cuts)
-        .transform(scoring.with_value_class, boundaries, settings.value_class)
-        .transform(segments.with_rule_sets, settings.segments.rule_sets)
     )
+    if registrations_df is not None:
+        if as_of is None:
+            raise ValueError("score_customers needs as_of to add prospects")
+        scored = scored.unionByName(population.prospect_rows(registrations_df, scored, as_of))
+    return scored.transform(scoring.with_value_class, boundaries, settings.value_class).transform(
+        segments.with_rule_sets, settings.segments.rule_sets
+    )
+
+
+def read_registrations(spark: SparkSession, settings: Settings, as_of: dt.date) -> DataFrame | None:
+    """Registrations from the optional profiles table (``customer_id``, ``registered_at``), checked against the
+    contract; None when no profiles table is configured."""
+    ref = settings.inputs.profiles
+    if ref is None:
+        return None
+    result = io.read_table(spark, ref)
+    schema.check_columns(result.df, schema.PROFILES, ref.path)
+    return population.registrations(result.df, as_of)
+
+
+def read_previous_segments(
+    spark: SparkSession, settings: Settings, as_of: dt.date
+) -> tuple[dt.date | None, DataFrame | None]:
+    """The latest ``customer_segments`` snapshot before ``as_of`` (tier state, migration), or (None, None)."""
+    path = settings.outputs.table_path("customer_segments")
+    previous = io.previous_as_of(spark, path, as_of)
+    if previous is None:
+        return None, None
+    return previous, io.read_output(spark, path, previous)
+
+
+def with_tier_state(
+    scored_df: DataFrame, previous_segments_df: DataFrame | None, settings: Settings, as_of: dt.date
+) -> DataFrame:
+    """Apply the membership tier state machine when ``tiers`` is configured (else the rule set's tier stands)."""
+    if settings.tiers is None:
+        return scored_df
+    return tiers.with_membership_tier(scored_df, previous_segments_df, settings.tiers, as_of)
+
+
+def segment_output_columns(settings: Settings) -> list[str]:
+    """Rule-set columns of ``customer_segments`` plus the tier state columns when tiers are configured."""
+    return [*settings.segments.rule_sets, *(tiers.STATE_COLUMNS if settings.tiers is not None else ())]
 
 
 def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildResult:
@@ -208,9 +281,20 @@ def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildR
                 StorageLevel.MEMORY_AND_DISK
             )
         with stage("scores and segments") as info:
-            scored = score_customers(features_df, settings)
-            segments_df = segments.segments_snapshot(scored, list(settings.segments.rule_sets), run_id)
-        versions = write_build_outputs(spark, settings, as_of, run_id, tagged, features_df, segments_df)
+            registrations_df = read_registrations(spark, settings, as_of)
+            scored = score_customers(features_df, settings, registrations_df, as_of)
+            previous_as_of, previous_segments_df = read_previous_segments(spark, settings, as_of)
+            population_df = with_tier_state(scored, previous_segments_df, settings, as_of).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
+            segments_df = segments.segments_snapshot(population_df, segment_output_columns(settings), run_id)
+            info["previous_as_of"] = previous_as_of
+        try:
+            versions = write_build_outputs(
+                spark, settings, as_of, run_id, tagged, features_df, segments_df, population_df=population_df
+            )
+        finally:
+            population_df.unpersist()
         with stage("count customers") as info:
             customers = features_df.count()
             info["customers"] = customers
@@ -242,7 +326,10 @@ def write_build_outputs(
     tagged: DataFrame,
     features_df: DataFrame,
     segments_df: DataFrame,
+    population_df: DataFrame | None = None,
 ) -> dict[str, int]:
+    """Write every build output for ``as_of``. ``population_df`` (features, segments and tier state of every
+    customer) is what tags and audiences are evaluated on; without it they are not written."""
     out = settings.outputs
     rows_per_file = out.target_file_rows
     versions: dict[str, int] = {}
@@ -267,8 +354,114 @@ def write_build_outputs(
             F.col("as_of_date") == F.lit(as_of)
         )
         summary = segments.segment_summary(written, _summary_dimensions(settings), as_of, run_id)
-        versions["segment_summary"] = io.write_snapshot(summary.coalesce(1), out.table_path("segment_summary"), as_of)
+        summary_path = out.table_path("segment_summary")
+        previous_summary_as_of = io.previous_as_of(spark, summary_path, as_of)
+        previous_summary = (
+            io.read_output(spark, summary_path, previous_summary_as_of) if previous_summary_as_of else None
+        )
+        summary = monitoring.with_share_warnings(summary, previous_summary, settings.monitoring).coalesce(1)
+        versions["segment_summary"] = io.write_snapshot(summary, summary_path, as_of)
+        _log_share_warnings(spark, summary_path, as_of)
+    with stage("write segment_migration") as info:
+        previous_as_of, previous_segments_df = read_previous_segments(spark, settings, as_of)
+        info["previous_as_of"] = previous_as_of
+        if previous_segments_df is None:
+            migration = spark.createDataFrame([], monitoring.MIGRATION_COLUMNS)
+        else:
+            migration = monitoring.segment_migration(
+                written, previous_segments_df, list(_summary_dimensions(settings)), as_of, previous_as_of, run_id
+            )
+        versions["segment_migration"] = io.write_snapshot(
+            migration.coalesce(1), out.table_path("segment_migration"), as_of
+        )
+    if population_df is not None:
+        with stage("write customer_tags"):
+            tags_df = tags.customer_tags(population_df, settings.tags.rule_sets, as_of, run_id)
+            versions["customer_tags"] = io.write_snapshot(
+                tags_df, out.table_path("customer_tags"), as_of, max_records_per_file=rows_per_file
+            )
+        with stage("write campaign_audiences"):
+            audiences_df = audiences.campaign_audiences(population_df, settings.audiences.campaigns, as_of, run_id)
+            versions["campaign_audiences"] = io.write_snapshot(
+                audiences_df, out.table_path("campaign_audiences"), as_of, max_records_per_file=rows_per_file
+            )
     return versions
+
+
+def _log_share_warnings(spark: SparkSession, summary_path: str, as_of: dt.date) -> None:
+    """Log the flagged segments of the written summary (a handful of rows) so an operator sees them in the job log."""
+    flagged = (
+        io.read_output(spark, summary_path, as_of)
+        .where(F.col("warning").isNotNull())
+        .select("dimension", "segment", "share", "previous_share", "warning")
+        .orderBy("dimension", "segment")
+        .collect()
+    )
+    for row in flagged:
+        previous = "n/a" if row["previous_share"] is None else f"{row['previous_share']:.1%}"
+        log.warning(
+            "segment share %s: %s=%s at %.1f%% (previous %s)",
+            row["warning"], row["dimension"], row["segment"], 100 * row["share"], previous,
+        )
+
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluateResult:
+    as_of: dt.date
+    run_id: str
+    path: str
+    version: int
+
+
+def read_campaign_responses(spark: SparkSession, settings: Settings) -> io.ReadResult:
+    """The campaign responses, held to their contract (stops before any write, naming each bad column)."""
+    ref = settings.inputs.campaign_responses
+    if ref is None:
+        raise ConfigError("inputs.campaign_responses: not configured; evaluate needs the campaign responses table")
+    result = io.read_table(spark, ref)
+    schema.check_columns(result.df, schema.CAMPAIGN_RESPONSES, ref.path)
+    return io.ReadResult(schema.conform(result.df, schema.CAMPAIGN_RESPONSES), result.version)
+
+
+def run_evaluate(spark: SparkSession, settings: Settings, as_of: dt.date) -> EvaluateResult:
+    """Audiences of ``as_of`` + campaign responses -> uplift per campaign and segment -> ``campaign_uplift``."""
+    out = settings.outputs
+    with stage("read audiences and responses") as info:
+        audiences_path = out.table_path("campaign_audiences")
+        audiences_df = io.read_output(spark, audiences_path, as_of)
+        segments_df = io.read_output(spark, out.table_path("customer_segments"), as_of)
+        if audiences_df is None or segments_df is None:
+            raise InputError(f"no campaign audiences under {out.path}: run `segmentation build --as-of {as_of}` first")
+        unknown = [d for d in settings.evaluation.segment_dimensions if d not in segments_df.columns]
+        if unknown:
+            raise ConfigError(f"evaluation.segment_dimensions: not columns of customer_segments: {', '.join(unknown)}")
+        responses = read_campaign_responses(spark, settings)
+        input_versions = {
+            "campaign_audiences": io.table_version(spark, audiences_path),
+            "campaign_responses": responses.version,
+        }
+        info.update({k: v for k, v in input_versions.items() if v is not None})
+    run_id = run_id_for("evaluate", as_of, settings, input_versions)
+    with stage("write campaign_uplift"):
+        uplift_df = uplift_tf.campaign_uplift(
+            audiences_df,
+            responses.df,
+            segments_df,
+            settings.evaluation.segment_dimensions,
+            as_of,
+            settings.evaluation.response_window_days,
+            settings.evaluation.confidence_z,
+            run_id,
+        )
+        path = out.table_path("campaign_uplift")
+        version = io.write_snapshot(uplift_df.coalesce(1), path, as_of)
+    return EvaluateResult(as_of=as_of, run_id=run_id, path=path, version=version)
+
+
 
 
 # ----------------------------------------------------------------------------------------------------------------------

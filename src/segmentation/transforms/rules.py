@@ -7,6 +7,7 @@ the schema of the columns they will see before any data is read, so a typo names
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 
 import pyspark.sql.functions as F
@@ -52,6 +53,12 @@ def check_rule_set(
         source: the file (or command line) that set the rule set.
     """
     empty = spark.createDataFrame([], schema)
+    conditions = [r.condition for r in rule_set.rules if r.condition.strip().lower() != CATCH_ALL]
+    with contextlib.suppress(AnalysisException, ParseException):
+        # One analysis for the whole set; rule by rule only to name what is wrong.
+        fields = empty.select(*[F.expr(c).alias(f"c{i}") for i, c in enumerate(conditions)]).schema.fields
+        if all(isinstance(f.dataType, (T.BooleanType, T.NullType)) for f in fields):
+            return
     problems = []
     for rule in rule_set.rules:
         if rule.condition.strip().lower() == CATCH_ALL:
