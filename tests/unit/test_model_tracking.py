@@ -1,0 +1,77 @@
+"""The registry side of training, on a real SQLite MLflow store: versions, the champion alias, what a run records."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from segmentation.config import ClvModelSettings, MlflowSettings
+from segmentation.models import clv, tracking
+from segmentation.models import clv_training as ct
+
+pytestmark = [pytest.mark.mlflow]
+
+NAME = "segmentation_clv_test"
+MODEL = ct.ClvModel(
+    clv.BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426), clv.GammaGammaParams(p=6.25, q=3.74, v=15.44), "weeks"
+)
+
+
+def test_artifacts_live_beside_a_sqlite_store(tmp_path):
+    settings = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    assert tracking.artifact_location(settings) == str(tmp_path / "mlartifacts")
+    assert tracking.artifact_location(MlflowSettings(tracking_uri="http://mlflow:5000")) is None
+    assert tracking.artifact_location(MlflowSettings(artifact_location="s3://b/p")) == "s3://b/p"
+
+
+def _log(mae: float, champion: tuple[str, float] | None) -> tracking.RunRecord:
+    horizon = ct.Horizon.from_settings(ClvModelSettings(), "weeks")
+    return tracking.log_training_run(
+        run_name="clv test",
+        registered_model=NAME,
+        params=MODEL.params(),
+        metrics={"holdout_mae": mae, "spend_mae": float("nan")},
+        inputs={"orders_path": "/lake/orders", "orders_version": 7},
+        config={"models": {"clv": {"time_unit": "weeks"}}},
+        tables={"holdout_by_frequency": [{"frequency": "0", "customers": 10}]},
+        log_model=tracking.clv_model_logger(MODEL, horizon, NAME),
+        metric="holdout_mae",
+        greater_is_better=False,
+        min_improvement=0.0,
+        champion=champion,
+    )
+
+
+def test_champion_alias_moves_only_on_improvement(tmp_path):
+    import mlflow
+
+    tracking.configure(MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="t"))
+    assert tracking.champion_version(NAME) is None
+
+    first = _log(0.50, None)
+    assert (first.promotion.version, first.promotion.promoted) == ("1", True)
+    worse = _log(0.60, ("1", 0.50))
+    assert (worse.promotion.version, worse.promotion.promoted) == ("2", False)
+    assert tracking.champion_version(NAME) == "1"
+    better = _log(0.40, ("1", 0.50))
+    assert (better.promotion.version, better.promotion.promoted) == ("3", True)
+    assert tracking.champion_version(NAME) == "3"
+
+    run = mlflow.get_run(worse.run_id)
+    assert run.data.tags["promoted"] == "false" and run.data.tags["previous_champion_version"] == "1"
+    assert run.data.metrics == {"holdout_mae": 0.60, "champion_holdout_mae": 0.50}  # NaN metrics are left out
+    assert run.data.params["bgnbd_r"] == "0.243" and run.data.params["input_orders_version"] == "7"
+    assert yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{worse.run_id}/config/settings.yaml")) == {
+        "models": {"clv": {"time_unit": "weeks"}}
+    }
+
+    loaded, version = tracking.load_clv_champion(NAME)
+    assert (loaded, version) == (MODEL, "3")
+    pyfunc = mlflow.pyfunc.load_model(tracking.champion_uri(NAME))
+    assert pyfunc.metadata.signature == tracking.CLV_SIGNATURE
+    out = pyfunc.predict(pd.DataFrame({"frequency": [2], "recency": [30], "T": [38], "monetary": [30.0]}))
+    expected = clv.customer_lifetime_value(
+        MODEL.bgnbd, MODEL.gamma_gamma, 2, 30, 38, 30.0, 365 / 7, 1.1 ** (7 / 365) - 1, 30 / 7
+    )
+    assert out["clv"].iloc[0] == pytest.approx(expected, rel=1e-12)
