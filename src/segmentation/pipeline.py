@@ -16,7 +16,18 @@ from pyspark.sql import DataFrame, SparkSession
 
 from segmentation import io, schema, synthetic
 from segmentation.config import ConfigError, Rule, RuleSet, Settings
-from segmentation.transforms import audiences, monitoring, population, quality, rules, scoring, segments, tags, tiers
+from segmentation.transforms import (
+    audiences,
+    currency,
+    monitoring,
+    population,
+    quality,
+    rules,
+    scoring,
+    segments,
+    tags,
+    tiers,
+)
 from segmentation.transforms import features as feat
 from segmentation.transforms import uplift as uplift_tf
 from segmentation.transforms.identity import stitch_identities
@@ -155,8 +166,48 @@ def feature_schema_columns(spark: SparkSession, settings: Settings, as_of: dt.da
 def read_orders(spark: SparkSession, settings: Settings) -> io.ReadResult:
     """Read the orders and hold them to their contract (stops before any write, naming each bad column)."""
     result = io.read_table(spark, settings.inputs.orders)
-    schema.check_columns(result.df, schema.ORDERS, settings.inputs.orders.path)
-    return io.ReadResult(schema.conform(result.df, schema.ORDERS), result.version)
+    q = settings.quality
+    text_columns = schema.TEXT_PARSED_ORDER_COLUMNS if q.parse_text_columns else ()
+    schema.check_columns(result.df, schema.ORDERS, settings.inputs.orders.path, text_columns)
+    df = quality.with_parsed_text(result.df, q.timestamp_formats) if q.parse_text_columns else result.df
+    keep = (quality.PARSE_REASON,) if q.parse_text_columns else ()
+    return io.ReadResult(schema.conform(df, schema.ORDERS, keep), result.version)
+
+
+def read_reference_tables(
+    spark: SparkSession, settings: Settings
+) -> tuple[DataFrame | None, DataFrame | None, dict[str, int | None]]:
+    """The optional FX-rate and exclusion tables, checked against their contracts: (fx, exclusions, versions)."""
+    found: dict[str, DataFrame | None] = {}
+    versions: dict[str, int | None] = {}
+    for name, ref, contract in (
+        ("fx_rates", settings.inputs.fx_rates, schema.FX_RATES),
+        ("exclusions", settings.inputs.exclusions, schema.EXCLUSIONS),
+    ):
+        if ref is None:
+            found[name] = None
+            continue
+        result = io.read_table(spark, ref)
+        schema.check_columns(result.df, contract, ref.path)
+        found[name], versions[name] = result.df, result.version
+    return found["fx_rates"], found["exclusions"], versions
+
+
+def tag_orders(
+    spark: SparkSession,
+    settings: Settings,
+    as_of: dt.date,
+    orders_df: DataFrame,
+    identity_df: DataFrame | None,
+) -> tuple[DataFrame, dict[str, int | None]]:
+    """Every order with its ``reject_reason`` (exclusions, row rules, FX rates) and valid amounts converted to the
+    reporting currency; returns the versions of the reference tables read, which are inputs of the run id."""
+    fx_df, exclusions_df, versions = read_reference_tables(spark, settings)
+    keys_df = quality.exclusion_keys(exclusions_df, identity_df) if exclusions_df is not None else None
+    tagged = quality.with_reject_reason(orders_df, as_of, settings.quality, keys_df)
+    if settings.quality.reporting_currency is not None:
+        tagged = currency.with_reporting_currency(tagged, fx_df, settings.quality.reporting_currency)
+    return tagged, versions
 
 
 def read_identity_map(spark: SparkSession, settings: Settings) -> tuple[DataFrame | None, int | None]:
@@ -172,14 +223,17 @@ def validate(tagged_df: DataFrame, settings: Settings) -> dict[str | None, int]:
     """Count valid and rejected rows per reason and stop if the rejected share is above the configured limit."""
     counts = {r[quality.REASON]: int(r["count"]) for r in quality.reason_counts(tagged_df).collect()}
     total = sum(counts.values())
-    rejected = total - counts.get(None, 0)
-    share = rejected / total if total else 0.0
+    intentional = sum(v for k, v in counts.items() if k in quality.INTENTIONAL_REASONS)
+    rejected = total - counts.get(None, 0) - intentional
+    share = rejected / (total - intentional) if total > intentional else 0.0
     if total == 0:
         raise InputError(f"the orders table {settings.inputs.orders.path} is empty")
     if share > settings.quality.max_rejected_share:
         detail = ", ".join(f"{k}={v:,}" for k, v in sorted((k, v) for k, v in counts.items() if k is not None))
         raise InputError(
-            f"{rejected:,} of {total:,} order rows ({share:.2%}) are invalid, above quality.max_rejected_share="
+            f"{rejected:,} of {total - intentional:,} order rows ({share:.2%}) are invalid"
+            + (f" ({intentional:,} excluded rows not counted)" if intentional else "")
+            + f", above quality.max_rejected_share="
             f"{settings.quality.max_rejected_share:.2%}; no output was written. Reasons: {detail}"
         )
     return counts
@@ -262,15 +316,17 @@ def segment_output_columns(settings: Settings) -> list[str]:
 
 def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildResult:
     """Orders -> quality -> identity -> features -> scores and segments -> Delta snapshots for ``as_of``."""
+    started_at = _utc_now()
     check_rules(spark, settings, as_of)
     with stage("read orders") as info:
         orders = read_orders(spark, settings)
         identity_df, identity_version = read_identity_map(spark, settings)
         info["orders_version"] = orders.version
-    input_versions = {"orders": orders.version, "identity_map": identity_version}
+    tagged, reference_versions = tag_orders(spark, settings, as_of, orders.df, identity_df)
+    input_versions = {"orders": orders.version, "identity_map": identity_version, **reference_versions}
     run_id = run_id_for("build", as_of, settings, input_versions)
 
-    tagged = quality.with_reject_reason(orders.df, as_of, settings.quality).persist(StorageLevel.MEMORY_AND_DISK)
+    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with stage("validate orders") as info:
             counts = validate(tagged, settings)
@@ -293,6 +349,9 @@ def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildR
             versions = write_build_outputs(
                 spark, settings, as_of, run_id, tagged, features_df, segments_df, population_df=population_df
             )
+        except Exception as exc:
+            record_failed_run(spark, settings, "build", as_of, run_id, started_at, input_versions, exc)
+            raise
         finally:
             population_df.unpersist()
         with stage("count customers") as info:
@@ -300,6 +359,9 @@ def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildR
             info["customers"] = customers
     finally:
         tagged.unpersist()
+    with stage("write segment_runs"):
+        manifest_version = record_run(spark, settings, "build", as_of, run_id, started_at, versions, input_versions)
+    versions = {**versions, "segment_runs": manifest_version}
     valid_rows = counts.get(None, 0)
     return BuildResult(
         as_of=as_of,
@@ -312,6 +374,90 @@ def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildR
         versions=versions,
         input_versions=input_versions,
     )
+
+
+def write_output(settings: Settings, table: str, df: DataFrame, as_of: dt.date, **options) -> int:
+    """Replace the ``as_of`` slice of output ``table`` (a field of ``OutputTables``) under its contract.
+
+    A table created by this write gets the NOT NULL and CHECK constraints of ``schema.OUTPUT_CONSTRAINTS``.
+    """
+    contract = schema.output_constraints(table, settings.rfm.bins).for_columns(df.columns)
+    return io.write_snapshot(
+        df,
+        settings.outputs.table_path(table),
+        as_of,
+        not_null=contract.not_null,
+        checks={c.name: c.expression for c in contract.checks},
+        retries=settings.outputs.commit_retries,
+        **options,
+    )
+
+
+def _utc_now() -> dt.datetime:
+    """Wall-clock time for the run manifest only: no output depends on it."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def record_run(
+    spark: SparkSession,
+    settings: Settings,
+    job: str,
+    as_of: dt.date,
+    run_id: str,
+    started_at: dt.datetime,
+    table_versions: Mapping[str, int],
+    input_versions: Mapping[str, int | None],
+    status: str = io.RUN_COMPLETE,
+    message: str | None = None,
+) -> int:
+    """Append a run to the ``segment_runs`` manifest; returns the manifest version.
+
+    Any job that writes outputs calls it LAST with ``status=complete``, after every output is committed: readers take
+    only as-of dates with a complete row, at the table versions it lists.
+    """
+    contract = schema.output_constraints("segment_runs", settings.rfm.bins)
+    record = io.RunRecord(
+        as_of=as_of,
+        job=job,
+        run_id=run_id,
+        status=status,
+        started_at=started_at,
+        finished_at=_utc_now(),
+        table_versions=dict(table_versions),
+        input_versions=dict(input_versions),
+        message=message,
+    )
+    return io.append_run(
+        spark,
+        settings.outputs.table_path("segment_runs"),
+        record,
+        not_null=contract.not_null,
+        checks={c.name: c.expression for c in contract.checks},
+        retries=settings.outputs.commit_retries,
+    )
+
+
+def record_failed_run(
+    spark: SparkSession,
+    settings: Settings,
+    job: str,
+    as_of: dt.date,
+    run_id: str,
+    started_at: dt.datetime,
+    input_versions: Mapping[str, int | None],
+    exc: BaseException,
+) -> None:
+    """Best effort: note a run that failed after it began writing outputs. Never hides the original error.
+
+    A process killed outright leaves no row at all; either way the date has no new complete row.
+    """
+    try:
+        record_run(
+            spark, settings, job, as_of, run_id, started_at, {}, input_versions, io.RUN_FAILED,
+            f"{type(exc).__name__}: {exc}"[:2000],
+        )
+    except Exception:  # the manifest may be what failed; the original error is re-raised by the caller
+        log.exception("could not record the failed %s run %s in the manifest", job, run_id)
 
 
 def _summary_dimensions(settings: Settings) -> dict[str, RuleSet | None]:
@@ -334,17 +480,18 @@ def write_build_outputs(
     rows_per_file = out.target_file_rows
     versions: dict[str, int] = {}
     with stage("write orders_rejected"):
-        versions["orders_rejected"] = io.write_snapshot(
-            quality.rejected_orders(tagged, as_of, run_id), out.table_path("orders_rejected"), as_of
+        versions["orders_rejected"] = write_output(
+            settings, "orders_rejected", quality.rejected_orders(tagged, as_of, run_id), as_of
         )
     with stage("write customer_features"):
-        versions["customer_features"] = io.write_snapshot(
-            features_df, out.table_path("customer_features"), as_of, max_records_per_file=rows_per_file
+        versions["customer_features"] = write_output(
+            settings, "customer_features", features_df, as_of, max_records_per_file=rows_per_file
         )
     with stage("write customer_segments"):
-        versions["customer_segments"] = io.write_snapshot(
+        versions["customer_segments"] = write_output(
+            settings,
+            "customer_segments",
             segments_df,
-            out.table_path("customer_segments"),
             as_of,
             max_records_per_file=rows_per_file,
             properties={"delta.enableChangeDataFeed": "true"},
@@ -360,7 +507,7 @@ def write_build_outputs(
             io.read_output(spark, summary_path, previous_summary_as_of) if previous_summary_as_of else None
         )
         summary = monitoring.with_share_warnings(summary, previous_summary, settings.monitoring).coalesce(1)
-        versions["segment_summary"] = io.write_snapshot(summary, summary_path, as_of)
+        versions["segment_summary"] = write_output(settings, "segment_summary", summary, as_of)
         _log_share_warnings(spark, summary_path, as_of)
     with stage("write segment_migration") as info:
         previous_as_of, previous_segments_df = read_previous_segments(spark, settings, as_of)
@@ -371,19 +518,19 @@ def write_build_outputs(
             migration = monitoring.segment_migration(
                 written, previous_segments_df, list(_summary_dimensions(settings)), as_of, previous_as_of, run_id
             )
-        versions["segment_migration"] = io.write_snapshot(
-            migration.coalesce(1), out.table_path("segment_migration"), as_of
+        versions["segment_migration"] = write_output(
+            settings, "segment_migration", migration.coalesce(1), as_of
         )
     if population_df is not None:
         with stage("write customer_tags"):
             tags_df = tags.customer_tags(population_df, settings.tags.rule_sets, as_of, run_id)
-            versions["customer_tags"] = io.write_snapshot(
-                tags_df, out.table_path("customer_tags"), as_of, max_records_per_file=rows_per_file
+            versions["customer_tags"] = write_output(
+                settings, "customer_tags", tags_df, as_of, max_records_per_file=rows_per_file
             )
         with stage("write campaign_audiences"):
             audiences_df = audiences.campaign_audiences(population_df, settings.audiences.campaigns, as_of, run_id)
-            versions["campaign_audiences"] = io.write_snapshot(
-                audiences_df, out.table_path("campaign_audiences"), as_of, max_records_per_file=rows_per_file
+            versions["campaign_audiences"] = write_output(
+                settings, "campaign_audiences", audiences_df, as_of, max_records_per_file=rows_per_file
             )
     return versions
 
