@@ -87,6 +87,9 @@ class Outputs(_Frozen):
     target_file_rows: int = Field(
         default=2_000_000, gt=0, description="Rows per output file; keeps large snapshots from making tiny files."
     )
+    report_dir: str = Field(
+        default="reports", description="Local folder of the HTML reports (segmentation_<as-of>.html)."
+    )
     commit_retries: int = Field(
         default=5, ge=0, le=20, description="Retries of a Delta commit that lost a race with a concurrent run."
     )

@@ -365,3 +365,18 @@ def read_complete_snapshot(
         raise LookupError(f"the complete {job} run {row['run_id']} for {as_of} did not write {table}")
     df = spark.read.format("delta").option("versionAsOf", int(version)).load(qualify(table_path))
     return df.where(F.col("as_of_date") == F.lit(as_of))
+
+
+def write_text(path: str, text: str) -> str:
+    """Write a small text artefact (the HTML report) to a local path, creating its folder; returns the absolute path.
+
+    The file is written beside its final name and renamed, so a browser or a mail job never sees half a report.
+    """
+    target = os.path.abspath(path)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    partial = f"{target}.partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, target)
+    log.info("wrote %s (%d bytes)", target, len(text.encode("utf-8")))
+    return target
