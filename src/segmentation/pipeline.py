@@ -754,11 +754,13 @@ def _train_clv(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: dic
             min_improvement=cfg.promotion_min_improvement,
             champion=champion_score,
         )
-        info.update({"version": record.promotion.version, "promoted": record.promotion.promoted})
+        info.update({"version": record.promotion.version, "promoted": str(record.promotion.promoted).lower()})
     return {"calibration_end": end, "metrics": metrics, "params": params, "record": record}
 
 
 def _train_churn(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: dict, config: dict) -> dict:
+    from pyspark.errors import AnalysisException
+
     from segmentation.models import churn, tracking
 
     cfg = settings.models.churn
@@ -776,10 +778,15 @@ def _train_churn(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: d
             with stage("evaluate churn champion on the same holdout"):
                 champ_model, champ_version = champion
                 holdout_df = labelled_df.where(F.col("is_holdout"))
-                champ_metrics = churn.evaluate(
-                    churn.with_churn_probability(champ_model, holdout_df), cfg.quantile_relative_error
-                )
-                champion_score = (champ_version, champ_metrics[cfg.promotion_metric])
+                try:
+                    champ_metrics = churn.evaluate(
+                        churn.with_churn_probability(champ_model, holdout_df), cfg.quantile_relative_error
+                    )
+                    champion_score = (champ_version, champ_metrics[cfg.promotion_metric])
+                except AnalysisException as exc:
+                    # A champion that cannot read today's features cannot score them either: it has no value here.
+                    log.warning("churn champion v%s cannot score the current features: %s", champ_version, exc)
+                    champion_score = (champ_version, float("nan"))
         example = churn.input_example(labelled_df, cfg)
     finally:
         labelled_df.unpersist()
@@ -818,7 +825,7 @@ def _train_churn(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: d
             min_improvement=cfg.promotion_min_improvement,
             champion=champion_score,
         )
-        info.update({"version": record.promotion.version, "promoted": record.promotion.promoted})
+        info.update({"version": record.promotion.version, "promoted": str(record.promotion.promoted).lower()})
     return {
         "cutoff": cutoff,
         "metrics": training.metrics,
