@@ -757,11 +757,13 @@ def _train_clv(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: dic
             min_improvement=cfg.promotion_min_improvement,
             champion=champion_score,
         )
-        info.update({"version": record.promotion.version, "promoted": record.promotion.promoted})
+        info.update({"version": record.promotion.version, "promoted": str(record.promotion.promoted).lower()})
     return {"calibration_end": end, "metrics": metrics, "params": params, "record": record}
 
 
 def _train_churn(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: dict, config: dict) -> dict:
+    from pyspark.errors import AnalysisException
+
     from segmentation.models import churn, tracking
 
     cfg = settings.models.churn
@@ -779,10 +781,15 @@ def _train_churn(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: d
             with stage("evaluate churn champion on the same holdout"):
                 champ_model, champ_version = champion
                 holdout_df = labelled_df.where(F.col("is_holdout"))
-                champ_metrics = churn.evaluate(
-                    churn.with_churn_probability(champ_model, holdout_df), cfg.quantile_relative_error
-                )
-                champion_score = (champ_version, champ_metrics[cfg.promotion_metric])
+                try:
+                    champ_metrics = churn.evaluate(
+                        churn.with_churn_probability(champ_model, holdout_df), cfg.quantile_relative_error
+                    )
+                    champion_score = (champ_version, champ_metrics[cfg.promotion_metric])
+                except AnalysisException as exc:
+                    # A champion that cannot read today's features cannot score them either: it has no value here.
+                    log.warning("churn champion v%s cannot score the current features: %s", champ_version, exc)
+                    champion_score = (champ_version, float("nan"))
         example = churn.input_example(labelled_df, cfg)
     finally:
         labelled_df.unpersist()
@@ -821,7 +828,7 @@ def _train_churn(valid: DataFrame, settings: Settings, as_of: dt.date, inputs: d
             min_improvement=cfg.promotion_min_improvement,
             champion=champion_score,
         )
-        info.update({"version": record.promotion.version, "promoted": record.promotion.promoted})
+        info.update({"version": record.promotion.version, "promoted": str(record.promotion.promoted).lower()})
     return {
         "cutoff": cutoff,
         "metrics": training.metrics,
@@ -902,3 +909,54 @@ def run_score(spark: SparkSession, settings: Settings, as_of: dt.date) -> ScoreR
         customers = io.read_output(spark, segments_path, as_of).where(F.col("clv").isNotNull()).count()
         info["customers"] = customers
     return ScoreResult(as_of, customers, clv_version, churn_version, version)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------------------------------
+REPORT_TABLES = ("customer_segments", "segment_summary", "segment_migration", "campaign_audiences")
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    path: str
+    previous_as_of: dt.date | None
+    unavailable: list[str]
+
+
+def run_report(spark: SparkSession, settings: Settings, as_of: dt.date) -> ReportResult:
+    """Output tables of ``as_of`` -> one self-contained HTML report; sections whose table is missing say so."""
+    from pathlib import Path
+
+    from segmentation import report
+
+    out = settings.outputs
+    segments_path = out.table_path("customer_segments")
+    with stage("read report inputs") as info:
+        versions = {name: io.table_version(spark, out.table_path(name)) for name in REPORT_TABLES}
+        segments_df = io.read_output(spark, segments_path, as_of)
+        previous = io.previous_as_of(spark, segments_path, as_of)
+        info.update({f"{k}_version": v for k, v in versions.items()})
+        info["previous_as_of"] = previous
+    if segments_df is not None:
+        segments_df = segments_df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        inputs = report.ReportInputs(
+            as_of=as_of,
+            segments_df=segments_df,
+            previous_as_of=previous,
+            previous_segments_df=io.read_output(spark, segments_path, previous) if previous else None,
+            migration_df=io.read_output(spark, out.table_path("segment_migration"), as_of),
+            audiences_df=io.read_output(spark, out.table_path("campaign_audiences"), as_of),
+            table_versions=versions,
+        )
+        with stage("report") as info:
+            sections = report.build_sections(inputs, settings)
+            unavailable = [s.anchor for s in sections if s.image is None]
+            info.update({"sections": len(sections), "not_available": ",".join(unavailable) or "none"})
+    finally:
+        if segments_df is not None:
+            segments_df.unpersist()
+    html = report.render_html(sections, inputs, settings)
+    path = io.write_text(str(Path(out.report_dir) / f"segmentation_{as_of}.html"), html)
+    return ReportResult(path, previous, unavailable)
