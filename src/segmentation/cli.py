@@ -21,7 +21,6 @@ EPILOG = """examples:
   segmentation generate --conf conf/local.yaml --as-of 2026-06-30 --customers 100000 --orders 1000000
   segmentation build    --conf conf/local.yaml --as-of 2026-06-30
   segmentation build    --conf conf/local.yaml --as-of 2026-06-30 rfm.method=thresholds inputs.orders.path=/data/orders
-  segmentation report   --conf conf/local.yaml --as-of 2026-06-30 outputs.report_dir=/tmp/reports
   segmentation evaluate --conf conf/local.yaml --as-of 2026-06-30 inputs.campaign_responses.path=/data/responses
 
 Configuration files merge in order (conf/base.yaml beside the first file comes first); key=value overrides win.
@@ -123,20 +122,43 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
-def cmd_report(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
-    from segmentation.pipeline import run_report
-
-    result = run_report(_spark(settings), settings, as_of)
-    if result.unavailable:
-        print(f"sections not available for this run: {', '.join(result.unavailable)}")
-    print(f"report: {result.path}")
-    return EXIT_OK
-
-
 def _generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, help="number of customers (generate.customers)")
     parser.add_argument("--orders", type=int, help="approximate number of orders (generate.orders)")
     parser.add_argument("--seed", type=int, help="random seed (generate.seed)")
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
+    from segmentation import bench
+
+    command = "segmentation bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "segmentation bench"
+    results = bench.run(
+        args.conf,
+        args.overrides,
+        as_of,
+        args.sizes,
+        root=args.root,
+        naive_max_size=args.naive_max_size,
+        skew_base=args.skew_base,
+        clv_customers=args.clv_customers,
+        doc=args.doc,
+        command=command,
+    )
+    print(bench.render(results))
+    return EXIT_OK
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(float(v)) for v in text.split(",") if v.strip()]
+
+
+def _bench_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=_int_list, default=[1_000_000], help="order counts, comma-separated")
+    parser.add_argument("--root", default=".cache/bench", help="where generated data and outputs live")
+    parser.add_argument("--naive-max-size", type=int, help="skip the naive reference above this many orders")
+    parser.add_argument("--skew-base", type=int, help="also run the skew scenario on this size (+1M orders)")
+    parser.add_argument("--clv-customers", type=_int_list, default=[], help="customer counts for the CLV fit timing")
+    parser.add_argument("--doc", default="docs/benchmarks.md", help="Markdown report to write (empty: none)")
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
@@ -179,26 +201,18 @@ Command = Callable[[argparse.Namespace, Settings, dt.date], int]
 COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None] | None]] = {
     "generate": ("write a synthetic multi-channel order history", cmd_generate, _generate_args),
     "build": ("orders -> features, segments, summary, rejected rows", cmd_build, None),
-    "report": ("output tables -> one self-contained HTML report with plots", cmd_report, None),
+    "bench": ("timings and ratios of build against DuckDB and naive PySpark references", cmd_bench, _bench_args),
     "train": ("orders -> CLV and churn models in MLflow; @champion moves only on improvement", cmd_train, None),
     "score": ("@champion models -> clv, p_alive, churn_probability in the segments snapshot", cmd_score, None),
     "evaluate": ("campaign audiences + responses -> uplift per campaign and segment", cmd_evaluate, None),
 }
 
 
-def _epilog() -> str:
-    """The examples, plus a plain one for any verb the hand-written list does not show, so --help covers every verb."""
-    head, _, tail = EPILOG.partition("\n\n")
-    missing = [v for v in COMMANDS if f"segmentation {v} " not in " ".join(head.split())]
-    extra = "".join(f"\n  segmentation {v:<8} --conf conf/local.yaml --as-of 2026-06-30" for v in missing)
-    return f"{head}{extra}\n\n{tail}"
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segmentation",
         description="Customer value segmentation for marketing activation on Spark and Delta Lake.",
-        epilog=_epilog(),
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

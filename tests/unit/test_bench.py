@@ -1,0 +1,147 @@
+"""The benchmark's references compute what the product computes, so their timings compare like with like."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from segmentation import bench, bench_reference
+from segmentation.transforms.rules import exclusive_column
+
+AS_OF = dt.date(2026, 6, 30)
+
+
+def _ts(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+
+
+def _write_orders(folder: Path, rows: list[tuple]) -> list[str]:
+    """Orders as Parquet in Delta's partition layout (channel=.../order_month=...), partition columns in the path."""
+    files = []
+    columns = [
+        "order_id",
+        "customer_id",
+        "order_ts",
+        "amount",
+        "currency",
+        "status",
+        "category",
+        "discount_amount",
+        "coupon_code",
+    ]
+    for (channel, month), group in itertools.groupby(
+        sorted(rows, key=lambda r: (r[0], r[3][:7])), key=lambda r: (r[0], r[3][:7])
+    ):
+        group = list(group)
+        table = pa.table(
+            {
+                "order_id": [r[1] for r in group],
+                "customer_id": [r[2] for r in group],
+                "order_ts": pa.array([_ts(r[3]) for r in group], pa.timestamp("us", tz="UTC")),
+                "amount": pa.array(
+                    [None if r[4] is None else __import__("decimal").Decimal(str(r[4])) for r in group],
+                    pa.decimal128(18, 2),
+                ),
+                "currency": [r[5] for r in group],
+                "status": [r[6] for r in group],
+                "category": ["apparel"] * len(group),
+                "discount_amount": pa.array([__import__("decimal").Decimal("0")] * len(group), pa.decimal128(18, 2)),
+                "coupon_code": pa.array([None] * len(group), pa.string()),
+            }
+        )
+        assert table.column_names == columns
+        path = folder / f"channel={channel}" / f"order_month={month}" / "part-0.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        files.append(str(path))
+    return files
+
+
+@pytest.fixture()
+def settings(conf_dir, tmp_path):
+    from segmentation.config import load_settings
+
+    return load_settings([conf_dir / "local.yaml"], [f"outputs.path={tmp_path / 'out'}"])
+
+
+def test_duckdb_reference_applies_the_products_validity_rules_and_cut_semantics(settings, tmp_path):
+    import duckdb
+
+    rows = [
+        # channel, order_id, customer, ts, amount, currency, status
+        ("web", "o1", "c1", "2026-06-29T10:00:00", 100, "CNY", "completed"),
+        ("web", "o1", "c1", "2026-06-29T10:00:00", 100, "CNY", "completed"),  # duplicate: rejected
+        ("web", "o2", "c1", "2026-05-01T10:00:00", 50, "CNY", "completed"),
+        ("app", "o3", "c2", "2026-01-01T10:00:00", 30, "CNY", "completed"),
+        ("app", "o4", "c2", "2026-02-01T10:00:00", 30, "CNY", "refunded"),  # valid, not a sale
+        ("app", "o5", "c3", "2026-07-01T10:00:00", 30, "CNY", "completed"),  # after the as-of date: rejected
+        ("app", "o6", None, "2026-06-01T10:00:00", 30, "CNY", "completed"),  # null customer: rejected
+        ("store", "o7", "c4", "2025-07-01T10:00:00", 10, "XXX", "completed"),  # unknown currency: rejected
+        ("store", "o8", "c5", "2025-09-01T10:00:00", 10, "CNY", "completed"),
+    ]
+    files = _write_orders(tmp_path / "orders", rows)
+    out = tmp_path / "duck"
+    (out / "tmp").mkdir(parents=True)
+    con = duckdb.connect()
+    for _, sql in bench.duckdb_statements(files, AS_OF, settings, out, threads=1):
+        con.execute(sql)
+    segments = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT customer_id, recency_days, frequency, CAST(monetary AS DOUBLE), r_score, f_score, rfm_segment"
+            f" FROM read_parquet('{out / 'customer_segments.parquet'}')"
+        ).fetchall()
+    }
+    orders_30d = dict(
+        con.execute(
+            f"SELECT customer_id, orders_30d FROM read_parquet('{out / 'customer_features.parquet'}')"
+        ).fetchall()
+    )
+    assert set(segments) == {"c1", "c2", "c5"}
+    assert {c: v[:3] for c, v in segments.items()} == {"c1": (1, 2, 150.0), "c2": (180, 1, 30.0), "c5": (302, 1, 10.0)}
+    assert orders_30d == {"c1": 1, "c2": 0, "c5": 0}
+    # A value equal to a cut point falls in the lower bucket: single-order customers score f = 1 whatever cut
+    # quantile_disc picks (every cut is an observed value >= 1); the most recent customer scores r = 5.
+    assert segments["c1"][3] == 5 and segments["c1"][4] >= 4
+    assert segments["c2"][4] == 1 and segments["c5"][4] == 1
+    assert segments["c5"][5] == "hibernating"
+
+
+@pytest.mark.spark
+def test_naive_python_rule_matches_the_products_case_expression_on_every_cell(spark, settings):
+    rule_set = settings.segments.rule_sets["rfm_segment"]
+    segment, columns = bench_reference.python_rule(rule_set)
+    assert {"r_score", "f_score"} <= set(columns)
+    cells = [dict(zip(columns, values, strict=True)) for values in itertools.product(range(6), repeat=len(columns))]
+    df = spark.createDataFrame([tuple(c.values()) for c in cells], ", ".join(f"{c} int" for c in columns))
+    expected = [r["s"] for r in df.select(exclusive_column(rule_set).alias("s")).collect()]
+    assert [segment(*c.values()) for c in cells] == expected
+
+
+def test_naive_python_rule_refuses_conditions_beyond_simple_comparisons():
+    from segmentation.config import RuleSet
+
+    rules = RuleSet.model_validate(
+        {
+            "kind": "exclusive",
+            "rules": [{"name": "x", "condition": "recency_days IN (1, 2)"}, {"name": "y", "condition": "true"}],
+        }
+    )
+    with pytest.raises(ValueError, match="simple comparisons"):
+        bench_reference.python_rule(rules)
+
+
+@pytest.mark.parametrize("resolution", [1, 7], ids=["days", "weeks"])
+def test_simulated_bgnbd_triples_are_valid_patterns(resolution):
+    x, t_x, age = bench.simulate_bgnbd(20_000, seed=1, resolution_days=resolution)
+    assert np.all(t_x <= age) and np.all(age > 0)
+    assert np.all(t_x[x == 0] == 0)
+    days = age * 7
+    assert np.allclose(days, np.round(days / resolution) * resolution)
+    assert 0.3 < (x > 0).mean() < 0.7
