@@ -16,7 +16,7 @@ export SEGMENTATION_JARS_DIR := $(abspath $(JARS_DIR))
 export PYSPARK_PYTHON := $(abspath $(PY))
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo generate build train score report test test-fast lint bench mlflow-ui clean
+.PHONY: install demo generate build train score report test test-fast lint bench mlflow-ui clean browser airflow-venv
 
 install: $(STAMP_VENV) $(STAMP_JARS)
 
@@ -37,6 +37,7 @@ demo: install
 	$(SEG) build --conf $(CONF) --as-of $(AS_OF)
 	$(SEG) train --conf $(CONF) --as-of $(AS_OF)
 	$(SEG) score --conf $(CONF) --as-of $(AS_OF)
+	$(SEG) report --conf $(CONF) --as-of $(AS_OF)
 
 generate: install
 	$(SEG) generate --conf $(CONF) --as-of $(AS_OF) --customers $(CUSTOMERS) --orders $(ORDERS)
@@ -54,6 +55,10 @@ score: install
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
+# One self-contained HTML file under reports/ (outputs.report_dir); the command prints its path.
+report: install
+	$(SEG) report --conf $(CONF) --as-of $(AS_OF)
+
 # Benchmark: build vs DuckDB vs naive PySpark on generated data under .cache/bench (reused while unchanged).
 # Sizes are order counts; the report goes to docs/benchmarks.md. Example: make bench BENCH_SIZES=1000000,20000000
 BENCH_SIZES ?= 1000000
@@ -61,15 +66,33 @@ BENCH_ARGS ?= --skew-base 1000000 --clv-customers 1000000,5000000
 bench: install
 	$(SEG) bench --conf $(CONF) --as-of $(AS_OF) --sizes $(BENCH_SIZES) $(BENCH_ARGS)
 
-test: install
+test: install browser airflow-venv
 	$(VENV)/bin/pytest
 
 test-fast: install
 	$(VENV)/bin/pytest -m "not e2e and not slow"
 
 lint: install
-	$(VENV)/bin/ruff check src tests jobs
-	$(VENV)/bin/ruff format --check src tests jobs
+	$(VENV)/bin/ruff check src tests jobs examples
+	$(VENV)/bin/ruff format --check src tests jobs examples
+
+# The report test renders the HTML in headless Chromium, and the report draws the Chinese segment names with a CJK
+# font: both come from Debian packages, installed only where missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! (command -v fc-list >/dev/null && fc-list :lang=zh | grep -q .); then \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium fonts-noto-cjk; \
+	fi
+
+# Airflow (for the example DAG's DagBag test) in its own venv, so its pins never touch the product's.
+AIRFLOW_VENV := .cache/airflow-venv
+AIRFLOW_VERSION ?= 3.3.2
+airflow-venv: $(AIRFLOW_VENV)/.installed
+$(AIRFLOW_VENV)/.installed:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
 
 clean:
 	rm -rf lake mlflow.db mlartifacts reports spark-warehouse

@@ -21,6 +21,7 @@ EPILOG = """examples:
   segmentation generate --conf conf/local.yaml --as-of 2026-06-30 --customers 100000 --orders 1000000
   segmentation build    --conf conf/local.yaml --as-of 2026-06-30
   segmentation build    --conf conf/local.yaml --as-of 2026-06-30 rfm.method=thresholds inputs.orders.path=/data/orders
+  segmentation report   --conf conf/local.yaml --as-of 2026-06-30 outputs.report_dir=/tmp/reports
   segmentation evaluate --conf conf/local.yaml --as-of 2026-06-30 inputs.campaign_responses.path=/data/responses
 
 Configuration files merge in order (conf/base.yaml beside the first file comes first); key=value overrides win.
@@ -122,6 +123,16 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
+    from segmentation.pipeline import run_report
+
+    result = run_report(_spark(settings), settings, as_of)
+    if result.unavailable:
+        print(f"sections not available for this run: {', '.join(result.unavailable)}")
+    print(f"report: {result.path}")
+    return EXIT_OK
+
+
 def _generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, help="number of customers (generate.customers)")
     parser.add_argument("--orders", type=int, help="approximate number of orders (generate.orders)")
@@ -202,17 +213,26 @@ COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None
     "generate": ("write a synthetic multi-channel order history", cmd_generate, _generate_args),
     "build": ("orders -> features, segments, summary, rejected rows", cmd_build, None),
     "bench": ("timings and ratios of build against DuckDB and naive PySpark references", cmd_bench, _bench_args),
+    "report": ("output tables -> one self-contained HTML report with plots", cmd_report, None),
     "train": ("orders -> CLV and churn models in MLflow; @champion moves only on improvement", cmd_train, None),
     "score": ("@champion models -> clv, p_alive, churn_probability in the segments snapshot", cmd_score, None),
     "evaluate": ("campaign audiences + responses -> uplift per campaign and segment", cmd_evaluate, None),
 }
 
 
+def _epilog() -> str:
+    """The examples, plus a plain one for any verb the hand-written list does not show, so --help covers every verb."""
+    head, _, tail = EPILOG.partition("\n\n")
+    missing = [v for v in COMMANDS if f"segmentation {v} " not in " ".join(head.split())]
+    extra = "".join(f"\n  segmentation {v:<8} --conf conf/local.yaml --as-of 2026-06-30" for v in missing)
+    return f"{head}{extra}\n\n{tail}"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segmentation",
         description="Customer value segmentation for marketing activation on Spark and Delta Lake.",
-        epilog=EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
