@@ -62,7 +62,7 @@ report: install
 # Benchmark: build vs DuckDB vs naive PySpark on generated data under .cache/bench (reused while unchanged).
 # Sizes are order counts; the report goes to docs/benchmarks.md. Example: make bench BENCH_SIZES=1000000,20000000
 BENCH_SIZES ?= 1000000
-BENCH_ARGS ?= --skew-base 1000000 --clv-customers 1000000,5000000
+BENCH_ARGS ?= --warmup-size 100000 --skew-base 1000000 --clv-customers 1000000,5000000
 bench: install
 	$(SEG) bench --conf $(CONF) --as-of $(AS_OF) --sizes $(BENCH_SIZES) $(BENCH_ARGS)
 
