@@ -144,33 +144,32 @@ def ensure_table(
     *,
     not_null: Collection[str] = (),
     checks: Mapping[str, str] | None = None,
+    retries: int = DEFAULT_COMMIT_RETRIES,
 ) -> None:
     """Create an empty Delta table with its partitioning, properties and constraints unless one exists.
 
     Properties such as Change Data Feed are set before the first row lands, so the feed covers every version. NOT NULL
     columns and CHECK constraints (``delta.constraints.<name>``) are part of the creating commit, so no reader ever sees
     the table without them and no data can slip in between. Two runs creating the same table at once is not an
-    error: the loser finds the winner's table.
+    error: the loser's retry finds the winner's table and leaves it as it is.
     """
     from delta.tables import DeltaTable
 
-    if is_delta_table(spark, path):
-        return
-    builder = DeltaTable.createIfNotExists(spark).location(qualify(path)).addColumns(
-        _constrained_schema(schema, set(not_null))
-    )
-    if partition_by:
-        builder = builder.partitionedBy(*partition_by)
-    for key, value in (properties or {}).items():
-        builder = builder.property(key, value)
-    for name, expression in (checks or {}).items():
-        builder = builder.property(f"delta.constraints.{name}", expression)
-    try:
+    def create() -> None:
+        if is_delta_table(spark, path):
+            return
+        builder = DeltaTable.createIfNotExists(spark).location(qualify(path)).addColumns(
+            _constrained_schema(schema, set(not_null))
+        )
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        for key, value in (properties or {}).items():
+            builder = builder.property(key, value)
+        for name, expression in (checks or {}).items():
+            builder = builder.property(f"delta.constraints.{name}", expression)
         builder.execute()
-    except Exception as exc:
-        if not is_delta_table(spark, path):
-            raise
-        log.info("%s was created by a concurrent run (%s)", path, type(exc).__name__)
+
+    _with_commit_retries(create, f"creation of {path}", retries)
 
 
 def _committed_version(spark: SparkSession, path: str, marker: str) -> int:
@@ -215,7 +214,7 @@ def write_snapshot(
     import uuid
 
     spark = df.sparkSession
-    ensure_table(spark, path, df.schema, partition_by, properties, not_null=not_null, checks=checks)
+    ensure_table(spark, path, df.schema, partition_by, properties, not_null=not_null, checks=checks, retries=retries)
     marker = f"segmentation as_of_date={as_of} write={uuid.uuid4().hex}"
     writer = (
         df.write.format("delta")
@@ -307,7 +306,7 @@ def append_run(
         record.message,
     )
     df = spark.createDataFrame([row], RUNS_SCHEMA)
-    ensure_table(spark, path, RUNS_SCHEMA, not_null=not_null, checks=checks)
+    ensure_table(spark, path, RUNS_SCHEMA, not_null=not_null, checks=checks, retries=retries)
     marker = f"segmentation run_id={record.run_id} status={record.status} write={uuid.uuid4().hex}"
     writer = df.coalesce(1).write.format("delta").mode("append").option("userMetadata", marker)
     _with_commit_retries(lambda: writer.save(qualify(path)), f"manifest append to {path}", retries)
