@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.delta]
+# A long budget: the first test builds a small run from scratch, slow on a busy 2-core machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.delta, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = dt.date(2026, 6, 30)

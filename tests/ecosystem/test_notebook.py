@@ -12,7 +12,8 @@ import pytest
 
 from .conftest import AS_OF
 
-pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark.slow]
+# The budget covers the shared generated run (generate + two builds) on a busy 2-core machine.
+pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "segment_explorer.ipynb"

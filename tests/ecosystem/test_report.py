@@ -21,7 +21,8 @@ from segmentation.config import load_settings
 
 from .conftest import AS_OF, AS_OF_PREVIOUS
 
-pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark.slow]
+# The budget covers the shared generated run (generate + two builds) on a busy 2-core machine.
+pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
