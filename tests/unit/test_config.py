@@ -13,7 +13,8 @@ def test_local_defaults_load_with_base_first(conf_dir):
     assert settings.outputs.path == "lake/output"
     assert settings.rfm.method == "quantile"
     assert list(settings.segments.rule_sets)[:3] == ["rfm_segment", "lifecycle_stage", "membership_tier"]
-    assert settings.segments.rule_sets["rfm_segment"].rules[0].display_name_zh == "高价值客户"
+    names = {r.name: r.display_name_zh for r in settings.segments.rule_sets["rfm_segment"].rules}
+    assert names["champions"] == "高价值客户"
 
 
 def test_later_files_and_overrides_win(conf_dir, tmp_path):
