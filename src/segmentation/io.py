@@ -158,8 +158,10 @@ def ensure_table(
     def create() -> None:
         if is_delta_table(spark, path):
             return
-        builder = DeltaTable.createIfNotExists(spark).location(qualify(path)).addColumns(
-            _constrained_schema(schema, set(not_null))
+        builder = (
+            DeltaTable.createIfNotExists(spark)
+            .location(qualify(path))
+            .addColumns(_constrained_schema(schema, set(not_null)))
         )
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
