@@ -184,7 +184,7 @@ def test_concurrent_runs_for_different_and_same_dates(spark, tmp_path):
     processes = [
         cli("build", "--conf", LOCAL, "--as-of", str(day_before), *common),
         cli("build", "--conf", LOCAL, "--as-of", str(AS_OF), *common),
-        cli("build", "--conf", LOCAL, "--as-of", str(AS_OF), *common, "rfm.bins=3"),
+        cli("build", "--conf", LOCAL, "--as-of", str(AS_OF), *common, "rfm.method=equal_width"),
     ]
     results = [finish(p, timeout=900) for p in processes]
     for code, _, err in results:
