@@ -93,9 +93,6 @@ class Outputs(_Frozen):
     commit_retries: int = Field(
         default=5, ge=0, le=20, description="Retries of a Delta commit that lost a race with a concurrent run."
     )
-    report_dir: str = Field(
-        default="reports", description="Local folder of the HTML reports (segmentation_<as-of>.html)."
-    )
 
     def table_path(self, name: str) -> str:
         """Absolute location of an output table given its logical name (a field of ``OutputTables``)."""
