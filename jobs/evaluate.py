@@ -1,6 +1,6 @@
 """spark-submit entry point for `segmentation evaluate`: the same code as the CLI verb.
 
-    spark-submit jobs/evaluate.py --conf conf/cluster.example.yaml --as-of 2026-06-30
+spark-submit jobs/evaluate.py --conf conf/cluster.example.yaml --as-of 2026-06-30
 """
 
 import sys

@@ -1,6 +1,6 @@
 """spark-submit entry point for `segmentation generate`: the same code as the CLI verb.
 
-    spark-submit jobs/generate.py --conf conf/cluster.example.yaml --as-of 2026-06-30
+spark-submit jobs/generate.py --conf conf/cluster.example.yaml --as-of 2026-06-30
 """
 
 import sys

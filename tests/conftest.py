@@ -87,8 +87,19 @@ ORDER_COLUMNS = (
 )
 
 
-def order_row(order_id, customer_id, ts, amount, *, channel="web", currency="CNY", status="completed",
-              category="apparel", discount="0.00", coupon=None):
+def order_row(
+    order_id,
+    customer_id,
+    ts,
+    amount,
+    *,
+    channel="web",
+    currency="CNY",
+    status="completed",
+    category="apparel",
+    discount="0.00",
+    coupon=None,
+):
     """One orders row as a tuple in ORDER_COLUMNS order; ``ts`` is an ISO string (UTC) or a datetime."""
     import datetime as dt
     from decimal import Decimal

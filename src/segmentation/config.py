@@ -533,7 +533,9 @@ class Settings(_Frozen):
 COMMAND_LINE = "<command line>"
 
 
-def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, origin: dict[str, str], prefix: str = "") -> None:
+def _merge(
+    base: dict[str, Any], layer: Mapping[str, Any], source: str, origin: dict[str, str], prefix: str = ""
+) -> None:
     """Deep-merge ``layer`` into ``base`` recording which source set each dotted key."""
     for key, value in layer.items():
         dotted = f"{prefix}{key}"
@@ -599,7 +601,9 @@ def _source_of(loc: Sequence[Any], origin: Mapping[str, str], sources: Sequence[
     """The last layer that set the key at ``loc``, one of its parents, or one of its children."""
     dotted = ".".join(str(p) for p in loc if not isinstance(p, int))
     related = [
-        src for key, src in origin.items() if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")
+        src
+        for key, src in origin.items()
+        if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")
     ]
     if not related:
         return sources[-1] if sources else COMMAND_LINE

@@ -243,7 +243,6 @@ def overwrite_table(df: DataFrame, path: str, partition_by: tuple[str, ...] = ()
     return int(version) if version is not None else -1
 
 
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Run manifest: which as-of dates are complete, and at which table versions
 # ----------------------------------------------------------------------------------------------------------------------

@@ -120,9 +120,7 @@ def feature_schema(spark: SparkSession, settings: Settings, as_of: dt.date):
     scored = features_df.transform(scoring.with_percentiles, settings.features.percentiles, dummy_grid).transform(
         scoring.with_rfm_scores, {m: [0.0] * (settings.rfm.bins - 1) for m in scoring.RFM_METRICS.values()}
     )
-    return scored.transform(population.with_registration, None).withColumn(
-        "value_class", F.lit(None).cast("string")
-    )
+    return scored.transform(population.with_registration, None).withColumn("value_class", F.lit(None).cast("string"))
 
 
 def check_rules(spark: SparkSession, settings: Settings, as_of: dt.date) -> None:
@@ -453,7 +451,15 @@ def record_failed_run(
     """
     try:
         record_run(
-            spark, settings, job, as_of, run_id, started_at, {}, input_versions, io.RUN_FAILED,
+            spark,
+            settings,
+            job,
+            as_of,
+            run_id,
+            started_at,
+            {},
+            input_versions,
+            io.RUN_FAILED,
             f"{type(exc).__name__}: {exc}"[:2000],
         )
     except Exception:  # the manifest may be what failed; the original error is re-raised by the caller
@@ -497,8 +503,10 @@ def write_build_outputs(
             properties={"delta.enableChangeDataFeed": "true"},
         )
     with stage("write segment_summary"):
-        written = spark.read.format("delta").load(out.table_path("customer_segments")).where(
-            F.col("as_of_date") == F.lit(as_of)
+        written = (
+            spark.read.format("delta")
+            .load(out.table_path("customer_segments"))
+            .where(F.col("as_of_date") == F.lit(as_of))
         )
         summary = segments.segment_summary(written, _summary_dimensions(settings), as_of, run_id)
         summary_path = out.table_path("segment_summary")
@@ -518,9 +526,7 @@ def write_build_outputs(
             migration = monitoring.segment_migration(
                 written, previous_segments_df, list(_summary_dimensions(settings)), as_of, previous_as_of, run_id
             )
-        versions["segment_migration"] = write_output(
-            settings, "segment_migration", migration.coalesce(1), as_of
-        )
+        versions["segment_migration"] = write_output(settings, "segment_migration", migration.coalesce(1), as_of)
     if population_df is not None:
         with stage("write customer_tags"):
             tags_df = tags.customer_tags(population_df, settings.tags.rule_sets, as_of, run_id)
@@ -553,7 +559,6 @@ def _log_share_warnings(spark: SparkSession, summary_path: str, as_of: dt.date) 
         )
     for dimension, entries in by_dimension.items():
         log.warning("segment share warnings in %s: %s", dimension, "; ".join(entries))
-
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -610,8 +615,6 @@ def run_evaluate(spark: SparkSession, settings: Settings, as_of: dt.date) -> Eva
         path = out.table_path("campaign_uplift")
         version = io.write_snapshot(uplift_df.coalesce(1), path, as_of)
     return EvaluateResult(as_of=as_of, run_id=run_id, path=path, version=version)
-
-
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -40,7 +40,15 @@ RAW_ORDER_SCHEMA = (
     "order_id string, channel string, customer_id string, order_epoch double, amount double, currency string,"
     " status string, category string, discount_amount double, coupon_code string"
 )
-DIRT_KINDS = ("null_customer", "blank_customer", "negative_amount", "null_amount", "future_ts", "bad_currency", "duplicate")
+DIRT_KINDS = (
+    "null_customer",
+    "blank_customer",
+    "negative_amount",
+    "null_amount",
+    "future_ts",
+    "bad_currency",
+    "duplicate",
+)
 
 
 @dataclass(frozen=True)
@@ -149,8 +157,9 @@ def _orders(
         keep = when < end
         owner, when = owner[keep], when[keep]
         m = len(owner)
-        seq = np.arange(m) - np.repeat(np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))[:-1]]),
-                                       np.bincount(owner, minlength=n))
+        seq = np.arange(m) - np.repeat(
+            np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))[:-1]]), np.bincount(owner, minlength=n)
+        )
         # Channel: home channel mostly, the second channel for multi-channel shoppers.
         chan_lists = batch["channels"].to_numpy()
         home = np.array([c[0] for c in chan_lists])[owner]
@@ -171,7 +180,9 @@ def _orders(
         )
         u = rng.random(m)
         refund_p = settings.refund_share * batch["refund_propensity"].to_numpy()[owner]
-        status = np.where(u < refund_p, "refunded", np.where(u < refund_p + settings.cancel_share, "cancelled", "completed"))
+        status = np.where(
+            u < refund_p, "refunded", np.where(u < refund_p + settings.cancel_share, "cancelled", "completed")
+        )
         currency = np.full(m, settings.currency, dtype=object)
         if extra:
             v = rng.random(m)

@@ -56,14 +56,20 @@ def test_input_rows_are_valid_plus_rejected(built):
     assert result.valid_rows + rejected.num_rows == input_rows
     assert rejected.num_rows == result.rejected_rows > 0
     assert set(pc.unique(rejected["reject_reason"]).to_pylist()) >= {
-        "missing_customer_id", "invalid_amount", "duplicate_order", "future_order_ts", "unknown_currency"
+        "missing_customer_id",
+        "invalid_amount",
+        "duplicate_order",
+        "future_order_ts",
+        "unknown_currency",
     }
 
 
 def test_one_row_per_customer_scores_in_range_no_null_segment(built):
     settings, result = built
     segments = slice_of(settings, "customer_segments")
-    purchasers = segments.filter(pc.greater(segments["frequency"], 0)) if "frequency" in segments.column_names else segments
+    purchasers = (
+        segments.filter(pc.greater(segments["frequency"], 0)) if "frequency" in segments.column_names else segments
+    )
     ids = segments["customer_id"]
     assert len(ids) == len(pc.unique(ids)), "customer_id must be unique per as-of date"
     features = slice_of(settings, "customer_features")
@@ -80,7 +86,7 @@ def test_one_row_per_customer_scores_in_range_no_null_segment(built):
 @pytest.mark.parametrize("column", ["r_score", "m_score"])
 def test_quantile_buckets_hold_a_fifth_each(built, column):
     # recency (days) and monetary (cents) are nearly tie-free at this size; frequency is tied by nature
-    settings, result = built
+    settings, _ = built
     segments = slice_of(settings, "customer_segments")
     scored = segments.filter(pc.is_valid(segments[column]))
     counts = pc.value_counts(scored[column]).to_pylist()

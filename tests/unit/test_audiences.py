@@ -62,10 +62,22 @@ def _unit(campaign_id: str, customer_id: str) -> float:
 
 def test_selection_and_arm_recomputable_outside_spark(spark):
     campaigns = [
-        CampaignSpec(id="retain", objective="retain", condition="orders_90d >= 2", control_share=0.3,
-                     channel="wechat", trigger="weekly"),
-        CampaignSpec(id="recall", objective="recall", condition="recency_days > mean_interval_days",
-                     control_share=0.3, channel="sms", trigger="segment_entry"),
+        CampaignSpec(
+            id="retain",
+            objective="retain",
+            condition="orders_90d >= 2",
+            control_share=0.3,
+            channel="wechat",
+            trigger="weekly",
+        ),
+        CampaignSpec(
+            id="recall",
+            objective="recall",
+            condition="recency_days > mean_interval_days",
+            control_share=0.3,
+            channel="sms",
+            trigger="segment_entry",
+        ),
     ]
     df = spark.createDataFrame(
         [
@@ -79,8 +91,14 @@ def test_selection_and_arm_recomputable_outside_spark(spark):
         "customer_id string, orders_90d long, recency_days int, mean_interval_days double",
     )
     actual = campaign_audiences(df, campaigns, AS_OF, "run").select("campaign_id", "customer_id", "arm", "channel")
-    members = [("retain", "two_same_day"), ("retain", "tie_a"), ("retain", "tie_b"), ("recall", "tie_a"),
-               ("recall", "tie_b"), ("recall", "lapsed")]
+    members = [
+        ("retain", "two_same_day"),
+        ("retain", "tie_a"),
+        ("retain", "tie_b"),
+        ("recall", "tie_a"),
+        ("recall", "tie_b"),
+        ("recall", "lapsed"),
+    ]
     channel = {"retain": "wechat", "recall": "sms"}
     expected = spark.createDataFrame(
         [(c, cid, "control" if _unit(c, cid) < 0.3 else "treatment", channel[c]) for c, cid in members],

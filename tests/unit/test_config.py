@@ -53,7 +53,7 @@ def test_exclusive_rule_set_needs_catch_all_and_names_it(conf_dir, tmp_path):
 
 
 def test_thresholds_need_bins_minus_one_ascending_cuts(conf_dir):
-    with pytest.raises(ConfigError, match="thresholds.frequency needs 4 cut points"):
+    with pytest.raises(ConfigError, match=r"thresholds\.frequency needs 4 cut points"):
         load_settings([conf_dir / "local.yaml"], ["rfm.method=thresholds", "rfm.thresholds.frequency=[1, 2]"])
 
 

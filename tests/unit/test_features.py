@@ -39,13 +39,38 @@ def features_df(spark, settings_for):
 
 def test_core_features(features_df, spark):
     actual = features_df.select(
-        "customer_id", "first_order_date", "last_order_date", "recency_days", "tenure_days", "frequency", "monetary",
-        "orders_30d", "amount_30d", "orders_60d", "distinct_order_days", "mean_interval_days", "std_interval_days",
+        "customer_id",
+        "first_order_date",
+        "last_order_date",
+        "recency_days",
+        "tenure_days",
+        "frequency",
+        "monetary",
+        "orders_30d",
+        "amount_30d",
+        "orders_60d",
+        "distinct_order_days",
+        "mean_interval_days",
+        "std_interval_days",
     )
     d = dt.date
     expected = spark.createDataFrame(
         [
-            ("c1", d(2026, 6, 20), d(2026, 6, 20), 10, 10, 1, Decimal("100.00"), 1, Decimal("100.00"), 1, 1, None, None),
+            (
+                "c1",
+                d(2026, 6, 20),
+                d(2026, 6, 20),
+                10,
+                10,
+                1,
+                Decimal("100.00"),
+                1,
+                Decimal("100.00"),
+                1,
+                1,
+                None,
+                None,
+            ),
             ("c2", d(2026, 5, 2), d(2026, 6, 1), 29, 59, 3, Decimal("150.00"), 2, Decimal("120.00"), 3, 2, 30.0, None),
             ("c4", d(2026, 5, 31), d(2026, 6, 1), 29, 30, 2, Decimal("20.00"), 1, Decimal("10.00"), 2, 2, 1.0, None),
         ],

@@ -24,10 +24,17 @@ def test_threshold_scores_equal_values_fall_in_lower_bucket(spark):
         thresholds={"recency_days": [30, 90, 180, 365], "frequency": [1, 2, 4, 8], "monetary": [100, 300, 800, 2000]},
     )
     cuts = scoring.score_cuts(df, settings)
-    actual = df.transform(scoring.with_rfm_scores, cuts).select("customer_id", "r_score", "f_score", "m_score", "rfm_cell")
+    actual = df.transform(scoring.with_rfm_scores, cuts).select(
+        "customer_id", "r_score", "f_score", "m_score", "rfm_cell"
+    )
     expected = spark.createDataFrame(
-        [("a", 5, 1, 1, "511"), ("b", 5, 2, 1, "521"), ("c", 4, 3, 2, "432"), ("d", 2, 4, 4, "244"),
-         ("e", 1, 5, None, None)],
+        [
+            ("a", 5, 1, 1, "511"),
+            ("b", 5, 2, 1, "521"),
+            ("c", 4, 3, 2, "432"),
+            ("d", 2, 4, 4, "244"),
+            ("e", 1, 5, None, None),
+        ],
         "customer_id string, r_score int, f_score int, m_score int, rfm_cell string",
     )
     assertDataFrameEqual(actual, expected)
@@ -91,7 +98,9 @@ def test_value_class_pareto_with_ties(spark):
 def test_percentile_rank(spark):
     df = spark.createDataFrame([(float(v),) for v in range(1, 101)] + [(None,)], "monetary double")
     grid = scoring.quantile_grid(df, ["monetary"], scoring.grid_probabilities(100), 0.0001)
-    ranks = dict(df.transform(scoring.with_percentiles, ["monetary"], grid).select("monetary", "monetary_pct").collect())
+    ranks = dict(
+        df.transform(scoring.with_percentiles, ["monetary"], grid).select("monetary", "monetary_pct").collect()
+    )
     assert ranks[1.0] == pytest.approx(0.01)
     assert ranks[50.0] == pytest.approx(0.50)
     assert ranks[90.0] == pytest.approx(0.90)

@@ -47,8 +47,14 @@ def uplift_rows(spark):
     )
     segments = spark.createDataFrame(
         [
-            ("t1", "champions"), ("t2", "champions"), ("t3", "champions"), ("k1", "champions"), ("k2", "champions"),
-            ("t4", "loyal"), ("k3", "loyal"), ("k4", "loyal"),
+            ("t1", "champions"),
+            ("t2", "champions"),
+            ("t3", "champions"),
+            ("k1", "champions"),
+            ("k2", "champions"),
+            ("t4", "loyal"),
+            ("k3", "loyal"),
+            ("k4", "loyal"),
             # t5 has no segments row: its segment is null
         ],
         "customer_id string, rfm_segment string",

@@ -37,9 +37,7 @@ def arm(campaign_id: Column, customer_id: Column, control_share: Column) -> Colu
     return F.when(assignment_unit(campaign_id, customer_id) < control_share, F.lit(CONTROL)).otherwise(F.lit(TREATMENT))
 
 
-def campaign_audiences(
-    df: DataFrame, campaigns: Sequence[CampaignSpec], as_of: dt.date, run_id: str
-) -> DataFrame:
+def campaign_audiences(df: DataFrame, campaigns: Sequence[CampaignSpec], as_of: dt.date, run_id: str) -> DataFrame:
     """``(as_of_date, campaign_id, objective, customer_id, arm, channel, trigger, run_id)`` for every campaign member.
 
     All campaigns are evaluated in one pass: each customer gets the array of the campaigns it matches, exploded. A

@@ -37,11 +37,7 @@ def with_purchase_gaps(orders_df: DataFrame, sale_status: str) -> DataFrame:
     day, null for the first purchase and for a second purchase on the same day (gaps are between distinct days)."""
     is_sale = F.col("status") == F.lit(sale_status)
     sale_day = F.when(is_sale, F.col("order_day"))
-    w = (
-        Window.partitionBy(KEY)
-        .orderBy("order_day", "order_ts", "order_id")
-        .rowsBetween(Window.unboundedPreceding, -1)
-    )
+    w = Window.partitionBy(KEY).orderBy("order_day", "order_ts", "order_id").rowsBetween(Window.unboundedPreceding, -1)
     previous = F.max(sale_day).over(w)
     gap = sale_day - previous
     return (
@@ -55,9 +51,7 @@ def _count_if(cond: Column) -> Column:
     return F.count(F.when(cond, F.lit(1)))
 
 
-def feature_aggregations(
-    as_of: dt.date, features: FeatureSettings, quality: QualitySettings
-) -> list[Column]:
+def feature_aggregations(as_of: dt.date, features: FeatureSettings, quality: QualitySettings) -> list[Column]:
     """The aggregate columns of ``customer_features``: all windows in one ``groupBy``."""
     today = F.lit(day_number(as_of))
     day = F.col("order_day")

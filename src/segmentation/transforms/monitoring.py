@@ -31,8 +31,10 @@ def _labels(df: DataFrame, dimensions: Sequence[str], prefix: str, flag: str) ->
     present = set(df.columns)
     return df.select(
         KEY,
-        *[(F.col(d) if d in present else F.lit(None)).cast("string").alias(f"{prefix}{i}") for i, d in
-          enumerate(dimensions)],
+        *[
+            (F.col(d) if d in present else F.lit(None)).cast("string").alias(f"{prefix}{i}")
+            for i, d in enumerate(dimensions)
+        ],
         F.lit(True).alias(flag),
     )
 
@@ -58,18 +60,24 @@ def segment_migration(
     )
     pairs = F.array(
         *[
-            F.struct(F.lit(d).alias("dimension"), F.col(f"_from{i}").alias("from_segment"),
-                     F.col(f"_to{i}").alias("to_segment"))
+            F.struct(
+                F.lit(d).alias("dimension"),
+                F.col(f"_from{i}").alias("from_segment"),
+                F.col(f"_to{i}").alias("to_segment"),
+            )
             for i, d in enumerate(dimensions)
         ]
     )
     in_current = F.coalesce(F.col("_in_current"), F.lit(False))
     in_previous = F.coalesce(F.col("_in_previous"), F.lit(False))
-    stacked = joined.select(F.explode(pairs).alias("p"), in_current.alias("in_current"),
-                            in_previous.alias("in_previous"))
+    stacked = joined.select(
+        F.explode(pairs).alias("p"), in_current.alias("in_current"), in_previous.alias("in_previous")
+    )
     transition = (
-        F.when(F.col("in_current") & F.col("in_previous"),
-               F.when(F.col("p.from_segment").eqNullSafe(F.col("p.to_segment")), F.lit(STAYED)).otherwise(F.lit(MOVED)))
+        F.when(
+            F.col("in_current") & F.col("in_previous"),
+            F.when(F.col("p.from_segment").eqNullSafe(F.col("p.to_segment")), F.lit(STAYED)).otherwise(F.lit(MOVED)),
+        )
         .when(F.col("in_current"), F.lit(ENTERED))
         .otherwise(F.lit(LEFT))
     )

@@ -36,21 +36,21 @@ def registrations(profiles_df: DataFrame, as_of: dt.date) -> DataFrame:
         & F.col("registered_at").isNotNull()
         & (F.unix_seconds(F.col("registered_at").cast("timestamp")) < F.lit(end_of_day_seconds(as_of)))
     )
-    return registered.groupBy(customer.alias(KEY)).agg(
-        F.min(utc_day(F.col("registered_at").cast("timestamp"))).alias("_day")
-    ).select(
-        KEY,
-        F.date_from_unix_date("_day").alias("registered_date"),
-        (F.lit(day_number(as_of)) - F.col("_day")).cast("int").alias("registered_days"),
+    return (
+        registered.groupBy(customer.alias(KEY))
+        .agg(F.min(utc_day(F.col("registered_at").cast("timestamp"))).alias("_day"))
+        .select(
+            KEY,
+            F.date_from_unix_date("_day").alias("registered_date"),
+            (F.lit(day_number(as_of)) - F.col("_day")).cast("int").alias("registered_days"),
+        )
     )
 
 
 def with_registration(customers_df: DataFrame, registrations_df: DataFrame | None) -> DataFrame:
     """Add ``registered_date`` and ``registered_days`` (null when the customer has no profile or none is configured)."""
     if registrations_df is None:
-        return customers_df.select(
-            "*", *[F.lit(None).cast(t).alias(c) for c, t in REGISTRATION_COLUMNS.items()]
-        )
+        return customers_df.select("*", *[F.lit(None).cast(t).alias(c) for c, t in REGISTRATION_COLUMNS.items()])
     return customers_df.join(registrations_df, KEY, "left")
 
 

@@ -35,7 +35,9 @@ class QuantileGrid:
         return self.values[column][index]
 
 
-def quantile_grid(df: DataFrame, columns: Sequence[str], probabilities: Sequence[float], relative_error: float) -> QuantileGrid:
+def quantile_grid(
+    df: DataFrame, columns: Sequence[str], probabilities: Sequence[float], relative_error: float
+) -> QuantileGrid:
     """One pass over ``df`` for the quantiles of every column (Greenwald-Khanna sketches per column)."""
     probs = tuple(sorted(set(round(p, 9) for p in probabilities)))
     if not columns:

@@ -13,7 +13,12 @@ from segmentation.transforms.rules import with_exclusive
 
 SEGMENT_KEY = ("as_of_date", "customer_id")
 SCORE_COLUMNS = ("r_score", "f_score", "m_score", "rfm_cell")
-PREDICTION_COLUMNS = {"clv": "double", "p_alive": "double", "expected_purchases": "double", "churn_probability": "double"}
+PREDICTION_COLUMNS = {
+    "clv": "double",
+    "p_alive": "double",
+    "expected_purchases": "double",
+    "churn_probability": "double",
+}
 
 
 def with_rule_sets(df: DataFrame, rule_sets: Mapping[str, RuleSet]) -> DataFrame:
@@ -101,9 +106,9 @@ def segment_summary(
             "customers",
             (F.col("customers") / F.col("_customers_total")).alias("share"),
             "revenue",
-            F.when(F.col("_revenue_total") > 0, F.col("revenue") / F.col("_revenue_total")).cast("double").alias(
-                "revenue_share"
-            ),
+            F.when(F.col("_revenue_total") > 0, F.col("revenue") / F.col("_revenue_total"))
+            .cast("double")
+            .alias("revenue_share"),
             "avg_recency_days",
             "avg_frequency",
             "avg_monetary",

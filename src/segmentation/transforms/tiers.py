@@ -125,9 +125,7 @@ def with_membership_tier(
         lowered = F.element_at(levels, F.greatest(held_rank - F.lit(1), qualified_rank, F.lit(1)))
     else:
         lowered = qualified
-    tier = (
-        F.when(takes_qualified, qualified).when(keeps_held, held).when(grace_over, lowered).otherwise(held)
-    )
+    tier = F.when(takes_qualified, qualified).when(keeps_held, held).when(grace_over, lowered).otherwise(held)
     with_tier = joined.withColumn(QUALIFIED, qualified).withColumn("_tier", tier)
     new_tier = F.col("_tier")
     still_failing = (_rank(settings, F.col(QUALIFIED)) < _rank(settings, new_tier)) & ~keeps_tier(
