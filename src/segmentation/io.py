@@ -111,7 +111,13 @@ def is_concurrent_commit_error(exc: BaseException) -> bool:
     return any(marker in text for marker in CONCURRENT_COMMIT_ERRORS)
 
 
-def _with_commit_retries(action, what: str, retries: int):
+def is_concurrent_creation_error(exc: BaseException) -> bool:
+    """Whether creating a table met a folder another run is creating right now (its first commit not yet visible)."""
+    text = f"{type(exc).__name__} {exc}"
+    return is_concurrent_commit_error(exc) or "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION" in text
+
+
+def _with_commit_retries(action, what: str, retries: int, retryable=is_concurrent_commit_error):
     """Run ``action`` again (with a growing, jittered pause) while it loses commit races, at most ``retries`` times."""
     import random
     import time
@@ -121,7 +127,7 @@ def _with_commit_retries(action, what: str, retries: int):
         try:
             return action()
         except Exception as exc:
-            if attempt >= retries or not is_concurrent_commit_error(exc):
+            if attempt >= retries or not retryable(exc):
                 raise
             attempt += 1
             pause = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
@@ -171,7 +177,7 @@ def ensure_table(
             builder = builder.property(f"delta.constraints.{name}", expression)
         builder.execute()
 
-    _with_commit_retries(create, f"creation of {path}", retries)
+    _with_commit_retries(create, f"creation of {path}", retries, retryable=is_concurrent_creation_error)
 
 
 def _committed_version(spark: SparkSession, path: str, marker: str) -> int:
