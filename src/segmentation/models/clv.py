@@ -43,6 +43,7 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import pyspark.sql.functions as F
 from pyspark.sql import Column
 from scipy.optimize import minimize
@@ -270,8 +271,11 @@ def collapse_patterns(*columns: npt.ArrayLike) -> tuple[list[np.ndarray], np.nda
     arrays = [_as_1d(f"column {i}", c) for i, c in enumerate(columns)]
     if len({a.shape[0] for a in arrays}) != 1:
         raise ValueError("all columns must have the same length")
-    unique, counts = np.unique(np.column_stack(arrays), axis=0, return_counts=True)
-    return [unique[:, i].copy() for i in range(unique.shape[1])], counts.astype(float)
+    # A hash group-by (pandas) rather than ``np.unique(axis=0)``, which sorts rows as byte strings: 5M rows of three
+    # columns collapse in about a second instead of minutes.
+    counts = pd.DataFrame({i: a for i, a in enumerate(arrays)}).value_counts(sort=False)
+    index = counts.index
+    return [index.get_level_values(i).to_numpy(dtype=float) for i in range(len(arrays))], counts.to_numpy(dtype=float)
 
 
 # ---------------------------------------------------------------------------------------------------------------
