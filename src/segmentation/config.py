@@ -183,6 +183,12 @@ class QualitySettings(_Frozen):
         default=False,
         description="Accept order_ts/amount/discount_amount stored as text: parse them, reject rows that do not parse.",
     )
+    broadcast_duplicate_keys_max: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="Up to this many repeated order keys, only their rows are ranked (the keys are broadcast); above"
+        " it every order row goes through the duplicate window. Same result either way; a speed setting only.",
+    )
     timestamp_formats: list[str] = Field(
         default_factory=lambda: list(DEFAULT_TIMESTAMP_FORMATS),
         min_length=1,

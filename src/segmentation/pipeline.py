@@ -197,15 +197,61 @@ def tag_orders(
     as_of: dt.date,
     orders_df: DataFrame,
     identity_df: DataFrame | None,
-) -> tuple[DataFrame, dict[str, int | None]]:
+) -> TaggedOrders:
     """Every order with its ``reject_reason`` (exclusions, row rules, FX rates) and valid amounts converted to the
-    reporting currency; returns the versions of the reference tables read, which are inputs of the run id."""
+    reporting currency, with the versions of the reference tables read, which are inputs of the run id.
+
+    Duplicates are found by a hash aggregate of the order keys first: while the repeated keys are few enough to
+    broadcast (``quality.broadcast_duplicate_keys_max``), only their rows are ranked, so no order row is shuffled
+    to validate it. The caller calls ``release()`` when done."""
     fx_df, exclusions_df, versions = read_reference_tables(spark, settings)
     keys_df = quality.exclusion_keys(exclusions_df, identity_df) if exclusions_df is not None else None
-    tagged = quality.with_reject_reason(orders_df, as_of, settings.quality, keys_df)
+    held: list[DataFrame] = []
+    duplicates_df = quality.duplicate_keys(orders_df).persist(StorageLevel.MEMORY_AND_DISK)
+    held.append(duplicates_df)
+    repeated_keys = duplicates_df.count()
+    broadcast = repeated_keys <= settings.quality.broadcast_duplicate_keys_max
+    log.info(
+        "%d repeated order keys: %s",
+        repeated_keys,
+        "ranking their rows only"
+        if broadcast
+        else "ranking every order row (above quality.broadcast_duplicate_keys_max)",
+    )
+    tagged = quality.with_reject_reason(
+        orders_df, as_of, settings.quality, keys_df, duplicates_df if broadcast else None
+    )
     if settings.quality.reporting_currency is not None:
         tagged = currency.with_reporting_currency(tagged, fx_df, settings.quality.reporting_currency)
-    return tagged, versions
+    if not broadcast:
+        # Every row then passes a window (a full shuffle and sort): do it once for all the readers of ``tagged``.
+        tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
+        held.append(tagged)
+    return TaggedOrders(tagged, versions, held)
+
+
+@dataclass
+class TaggedOrders:
+    """Every order with its ``reject_reason``, the reference-table versions read, and what was cached for it.
+
+    ``df`` is cheap to recompute (a scan plus broadcast joins) unless there are many repeated order keys, in which
+    case it is cached; ``release`` frees whatever was.
+    """
+
+    df: DataFrame
+    reference_versions: dict[str, int | None]
+    held: list[DataFrame] = field(default_factory=list)
+
+    def rejected(self) -> DataFrame:
+        """The rejected rows, cached: the reason counts and ``orders_rejected`` both read them."""
+        rejected_df = self.df.where(F.col(quality.REASON).isNotNull()).persist(StorageLevel.MEMORY_AND_DISK)
+        self.held.append(rejected_df)
+        return rejected_df
+
+    def release(self) -> None:
+        for df in self.held:
+            df.unpersist()
+        self.held.clear()
 
 
 def read_identity_map(spark: SparkSession, settings: Settings) -> tuple[DataFrame | None, int | None]:
@@ -217,9 +263,9 @@ def read_identity_map(spark: SparkSession, settings: Settings) -> tuple[DataFram
     return result.df, result.version
 
 
-def validate(tagged_df: DataFrame, settings: Settings) -> dict[str | None, int]:
+def validate(rejected_df: DataFrame, input_rows: int, settings: Settings) -> dict[str | None, int]:
     """Count valid and rejected rows per reason and stop if the rejected share is above the configured limit."""
-    counts = {r[quality.REASON]: int(r["count"]) for r in quality.reason_counts(tagged_df).collect()}
+    counts = quality.count_reasons(rejected_df, input_rows)
     total = sum(counts.values())
     intentional = sum(v for k, v in counts.items() if k in quality.INTENTIONAL_REASONS)
     rejected = total - counts.get(None, 0) - intentional
@@ -320,16 +366,17 @@ def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildR
         orders = read_orders(spark, settings)
         identity_df, identity_version = read_identity_map(spark, settings)
         info["orders_version"] = orders.version
-    tagged, reference_versions = tag_orders(spark, settings, as_of, orders.df, identity_df)
-    input_versions = {"orders": orders.version, "identity_map": identity_version, **reference_versions}
+    with stage("find repeated order keys"):
+        tagged = tag_orders(spark, settings, as_of, orders.df, identity_df)
+    input_versions = {"orders": orders.version, "identity_map": identity_version, **tagged.reference_versions}
     run_id = run_id_for("build", as_of, settings, input_versions)
 
-    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with stage("validate orders") as info:
-            counts = validate(tagged, settings)
+            rejected = tagged.rejected()
+            counts = validate(rejected, orders.df.count(), settings)
             info.update({"input": sum(counts.values()), "rejected": sum(v for k, v in counts.items() if k)})
-        valid = stitch_identities(quality.valid_orders(tagged), identity_df)
+        valid = stitch_identities(quality.valid_orders(tagged.df), identity_df)
         with stage("features"):
             features_df = feat.customer_features(valid, as_of, settings.features, settings.quality).persist(
                 StorageLevel.MEMORY_AND_DISK
@@ -345,7 +392,7 @@ def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildR
             info["previous_as_of"] = previous_as_of
         try:
             versions = write_build_outputs(
-                spark, settings, as_of, run_id, tagged, features_df, segments_df, population_df=population_df
+                spark, settings, as_of, run_id, rejected, features_df, segments_df, population_df=population_df
             )
         except Exception as exc:
             record_failed_run(spark, settings, "build", as_of, run_id, started_at, input_versions, exc)
@@ -356,7 +403,7 @@ def run_build(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildR
             customers = features_df.count()
             info["customers"] = customers
     finally:
-        tagged.unpersist()
+        tagged.release()
     with stage("write segment_runs"):
         manifest_version = record_run(spark, settings, "build", as_of, run_id, started_at, versions, input_versions)
     versions = {**versions, "segment_runs": manifest_version}
@@ -475,7 +522,7 @@ def write_build_outputs(
     settings: Settings,
     as_of: dt.date,
     run_id: str,
-    tagged: DataFrame,
+    rejected_df: DataFrame,
     features_df: DataFrame,
     segments_df: DataFrame,
     population_df: DataFrame | None = None,
@@ -487,7 +534,7 @@ def write_build_outputs(
     versions: dict[str, int] = {}
     with stage("write orders_rejected"):
         versions["orders_rejected"] = write_output(
-            settings, "orders_rejected", quality.rejected_orders(tagged, as_of, run_id), as_of
+            settings, "orders_rejected", quality.rejected_orders(rejected_df, as_of, run_id), as_of
         )
     with stage("write customer_features"):
         versions["customer_features"] = write_output(
@@ -635,21 +682,22 @@ class TrainResult:
     promotions: list  # tracking.Promotion, one per model
 
 
-def _valid_orders(spark: SparkSession, settings: Settings, as_of: dt.date) -> tuple[DataFrame, DataFrame, int | None]:
+def _valid_orders(
+    spark: SparkSession, settings: Settings, as_of: dt.date
+) -> tuple[TaggedOrders, DataFrame, int | None]:
     """The orders as the build job sees them (contract, quality, identities): (tagged, valid, orders version).
 
-    The caller unpersists ``tagged``; ``valid`` is derived from it.
+    The caller releases ``tagged``; ``valid`` is derived from it.
     """
     with stage("read orders") as info:
         orders = read_orders(spark, settings)
         identity_df, _ = read_identity_map(spark, settings)
         info["orders_version"] = orders.version
-    tagged, _ = tag_orders(spark, settings, as_of, orders.df, identity_df)
-    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     with stage("validate orders") as info:
-        counts = validate(tagged, settings)
+        tagged = tag_orders(spark, settings, as_of, orders.df, identity_df)
+        counts = validate(tagged.rejected(), orders.df.count(), settings)
         info.update({"input": sum(counts.values()), "rejected": sum(v for k, v in counts.items() if k)})
-    return tagged, stitch_identities(quality.valid_orders(tagged), identity_df), orders.version
+    return tagged, stitch_identities(quality.valid_orders(tagged.df), identity_df), orders.version
 
 
 def run_train(spark: SparkSession, settings: Settings, as_of: dt.date) -> TrainResult:
@@ -666,7 +714,7 @@ def run_train(spark: SparkSession, settings: Settings, as_of: dt.date) -> TrainR
         churn_out = _train_churn(valid, settings, as_of, inputs, config)
     finally:
         valid.unpersist()
-        tagged.unpersist()
+        tagged.release()
     return TrainResult(
         as_of=as_of,
         orders_version=orders_version,
@@ -907,7 +955,7 @@ def run_score(spark: SparkSession, settings: Settings, as_of: dt.date) -> ScoreR
             )
             info["version"] = version
     finally:
-        tagged.unpersist()
+        tagged.release()
     with stage("count scored customers") as info:
         customers = io.read_output(spark, segments_path, as_of).where(F.col("clv").isNotNull()).count()
         info["customers"] = customers

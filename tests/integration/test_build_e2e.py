@@ -118,3 +118,33 @@ def test_rerun_same_as_of_changes_nothing(built, spark):
     assert slice_of(settings, "customer_features").sort_by([("customer_id", "ascending")]).equals(features_before)
     rejected = slice_of(settings, "orders_rejected")
     assert rejected.num_rows == first.rejected_rows
+
+
+def test_ranking_every_row_gives_the_same_outputs(built, spark, tmp_path):
+    """Above ``quality.broadcast_duplicate_keys_max`` duplicates are ranked by a window over every order row instead
+    of over the repeated keys only: a speed choice, so every output must be the same."""
+    settings, first = built
+    windowed = settings.model_copy(
+        update={
+            "quality": settings.quality.model_copy(update={"broadcast_duplicate_keys_max": 0}),
+            "outputs": settings.outputs.model_copy(update={"path": str(tmp_path / "out")}),
+        }
+    )
+    second = pipeline.run_build(spark, windowed, AS_OF)
+    assert (second.valid_rows, second.rejected_rows, second.reasons) == (
+        first.valid_rows,
+        first.rejected_rows,
+        first.reasons,
+    )
+    keys = {
+        "customer_features": [("customer_id", "ascending")],
+        "customer_segments": [("customer_id", "ascending")],
+        "orders_rejected": [
+            (c, "ascending") for c in ("channel", "order_id", "reject_reason", "order_ts", "customer_id", "amount")
+        ],
+    }
+    for name, order in keys.items():
+        a = slice_of(settings, name).sort_by(order)
+        b = slice_of(windowed, name).sort_by(order)
+        columns = [c for c in a.column_names if c != "run_id"]
+        assert a.select(columns).equals(b.select(columns)), name

@@ -63,7 +63,7 @@ def _write_build_snapshots(spark, settings):
         F.lit("build-run").alias("run_id"),
     )
     io.write_snapshot(segments_df, settings.outputs.table_path("customer_segments"), AS_OF)
-    tagged.unpersist()
+    tagged.release()
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_scores_equal_the_numpy_closed_forms_of_the_champion(runs, spark):
         .unionByName(summary_df.where("frequency = 0").orderBy("customer_id").limit(1))
         .unionByName(summary_df.where("frequency = 2").orderBy("customer_id").limit(2))
     ).toPandas()
-    tagged.unpersist()
+    tagged.release()
     expected = ct.predict_frame(
         model, ct.Horizon.from_settings(settings.models.clv, model.time_unit), picked.fillna(0.0)
     )

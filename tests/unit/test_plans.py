@@ -79,15 +79,15 @@ def build_plans(spark, conf_dir, tmp_path_factory):
         [("web", "c1", "u1"), ("app", "c2", "u2"), ("store", "c3", "u1")],
         "channel string, channel_customer_id string, customer_id string",
     )
-    tagged, _ = pipeline.tag_orders(spark, settings, AS_OF, orders_df, identity_df)
-    valid = stitch_identities(quality.valid_orders(tagged), identity_df)
+    tagged = pipeline.tag_orders(spark, settings, AS_OF, orders_df, identity_df)
+    valid = stitch_identities(quality.valid_orders(tagged.df), identity_df)
     features_df = feat.customer_features(valid, AS_OF, settings.features, settings.quality)
     scored = pipeline.score_customers(features_df, settings, None, AS_OF)
     population = pipeline.with_tier_state(scored, None, settings, AS_OF)
     segments_df = segments.segments_snapshot(population, pipeline.segment_output_columns(settings), RUN_ID)
     dimensions = pipeline._summary_dimensions(settings)
     frames = {
-        "orders_rejected": quality.rejected_orders(tagged, AS_OF, RUN_ID),
+        "orders_rejected": quality.rejected_orders(tagged.df, AS_OF, RUN_ID),
         "customer_features": features_df,
         "customer_segments": segments_df,
         "segment_summary": segments.segment_summary(segments_df, dimensions, AS_OF, RUN_ID),

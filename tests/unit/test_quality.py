@@ -16,8 +16,10 @@ pytestmark = pytest.mark.spark
 AS_OF = dt.date(2026, 6, 30)
 
 
-@pytest.fixture()
-def tagged(spark, settings_for):
+@pytest.fixture(params=["window", "broadcast keys"])
+def tagged(request, spark, settings_for):
+    """The same rows tagged both ways duplicates can be ranked: every row through the window, or only the rows
+    whose key repeats (the repeated keys broadcast)."""
     rows = [
         order_row("o1", "c1", "2026-06-01T10:00:00", 10),
         order_row("o2", None, "2026-06-01T10:00:00", 10),  # null customer
@@ -36,7 +38,8 @@ def tagged(spark, settings_for):
         order_row("o12", "c3", "2026-06-03T00:00:00", 20, status=" Refunded "),  # normalised, valid
     ]
     orders_df = spark.createDataFrame(rows, ORDER_COLUMNS)
-    return quality.with_reject_reason(orders_df, AS_OF, settings_for().quality)
+    keys_df = quality.duplicate_keys(orders_df) if request.param == "broadcast keys" else None
+    return quality.with_reject_reason(orders_df, AS_OF, settings_for().quality, duplicate_keys_df=keys_df)
 
 
 def test_reason_per_row(tagged, spark):
@@ -77,3 +80,37 @@ def test_zero_amount_accepted_when_configured(spark, settings_for):
     df = spark.createDataFrame([order_row("o1", "c1", "2026-06-01T00:00:00", 0)], ORDER_COLUMNS)
     tagged = quality.with_reject_reason(df, AS_OF, settings_for("quality.allow_zero_amount=true").quality)
     assert tagged.select(quality.REASON).first()[0] is None
+
+
+def test_duplicate_keys_are_the_repeated_order_keys_only(spark):
+    rows = [
+        order_row("o1", "c1", "2026-06-01T10:00:00", 10),
+        order_row("o1", "c1", "2026-06-01T10:00:00", 10),
+        order_row("o1", "c1", "2026-06-01T10:00:00", 10, channel="app"),
+        order_row("o2", "c2", "2026-06-01T10:00:00", 10),
+        order_row("o3", "c2", "2026-06-01T10:00:00", 10),
+        order_row("o3", "c9", "2026-06-02T10:00:00", 99),  # same key, other content: still a repeat
+    ]
+    keys = quality.duplicate_keys(spark.createDataFrame(rows, ORDER_COLUMNS))
+    assert sorted(tuple(r) for r in keys.collect()) == [("web", "o1"), ("web", "o3")]
+
+
+def test_conflicting_versions_keep_the_earliest_either_way(spark, settings_for):
+    rows = [
+        order_row("o1", "c1", "2026-06-03T10:00:00", 30),
+        order_row("o1", "c1", "2026-06-01T10:00:00", 10),
+        order_row("o1", "c1", "2026-06-02T10:00:00", 20),
+        order_row("o2", "c2", "2026-06-02T10:00:00", 20),
+    ]
+    orders_df = spark.createDataFrame(rows, ORDER_COLUMNS)
+    q = settings_for().quality
+    kept = {
+        way: sorted(
+            (r["order_id"], float(r["amount"]))
+            for r in quality.valid_orders(quality.with_reject_reason(orders_df, AS_OF, q, duplicate_keys_df=keys))
+            .select("order_id", "amount")
+            .collect()
+        )
+        for way, keys in (("window", None), ("broadcast", quality.duplicate_keys(orders_df)))
+    }
+    assert kept["window"] == kept["broadcast"] == [("o1", 10.0), ("o2", 20.0)]

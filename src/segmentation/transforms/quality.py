@@ -17,6 +17,9 @@ from segmentation.transforms.columns import end_of_day_seconds, parse_utc_timest
 REASON = "reject_reason"
 PARSE_REASON = "_parse_reason"
 EXCLUDED = "_excluded"
+DUP_RANK = "_dup_rank"
+_REPEATED = "_repeated_key"
+DUPLICATE_KEY = ("channel", "order_id")
 
 # Reason codes, in priority order: a row with several problems gets the first.
 MISSING_CUSTOMER_ID = "missing_customer_id"
@@ -61,8 +64,41 @@ def reject_reason(as_of: dt.date, quality: QualitySettings, *, parsed: bool = Fa
         .when(~F.upper(F.trim(F.col("currency"))).isin(*[c.upper() for c in quality.currencies]), UNKNOWN_CURRENCY)
         .when(~F.lower(F.trim(F.col("status"))).isin(*[s.lower() for s in quality.statuses]), UNKNOWN_STATUS)
         .when(F.unix_seconds(F.col("order_ts")) >= F.lit(end_of_day_seconds(as_of)), F.lit(FUTURE_ORDER_TS))
-        .when(F.col("_dup_rank") > 1, F.lit(DUPLICATE_ORDER))
+        .when(F.col(DUP_RANK) > 1, F.lit(DUPLICATE_ORDER))
     )
+
+
+def duplicate_keys(orders_df: DataFrame) -> DataFrame:
+    """``(channel, order_id)`` pairs found on more than one row.
+
+    A hash aggregate of the two key columns only: the shuffle carries two short strings per order, not the order
+    rows, and the result is as small as the input is clean.
+    """
+    return orders_df.groupBy(*DUPLICATE_KEY).count().where(F.col("count") > 1).drop("count")
+
+
+def _duplicate_order() -> list[Column]:
+    return [F.col(c).asc_nulls_last() for c in ("order_ts", "customer_id", "amount", "status", "currency")]
+
+
+def with_duplicate_rank(orders_df: DataFrame, duplicate_keys_df: DataFrame | None = None) -> DataFrame:
+    """Add ``_dup_rank``: 1 for the copy of an order that is kept, 2, 3, ... for the others.
+
+    Without ``duplicate_keys_df`` every row goes through one window partitioned by the order key (a shuffle and
+    sort of every order row). With it (see :func:`duplicate_keys`, small enough to broadcast) rows whose key is
+    not repeated get rank 1 on the spot, and only the repeated ones are ranked by the window; the result is the same.
+    """
+    w = Window.partitionBy(*DUPLICATE_KEY).orderBy(*_duplicate_order())
+    if duplicate_keys_df is None:
+        return orders_df.withColumn(DUP_RANK, F.row_number().over(w))
+    keys = duplicate_keys_df.select(
+        F.col("channel").alias("_dup_channel"), F.col("order_id").alias("_dup_order_id"), F.lit(True).alias(_REPEATED)
+    )
+    on = orders_df["channel"].eqNullSafe(keys["_dup_channel"]) & orders_df["order_id"].eqNullSafe(keys["_dup_order_id"])
+    flagged = orders_df.join(F.broadcast(keys), on, "left").drop("_dup_channel", "_dup_order_id")
+    singles = flagged.where(F.col(_REPEATED).isNull()).withColumn(DUP_RANK, F.lit(1))
+    repeated = flagged.where(F.col(_REPEATED)).withColumn(DUP_RANK, F.row_number().over(w))
+    return singles.unionByName(repeated).drop(_REPEATED)
 
 
 def with_reject_reason(
@@ -70,6 +106,7 @@ def with_reject_reason(
     as_of: dt.date,
     quality: QualitySettings,
     excluded_df: DataFrame | None = None,
+    duplicate_keys_df: DataFrame | None = None,
 ) -> DataFrame:
     """Tag every order with ``reject_reason`` (null when valid).
 
@@ -81,16 +118,16 @@ def with_reject_reason(
         as_of: orders after this date (UTC) are in the future.
         quality: accepted currencies, statuses, amount rules.
         excluded_df: the ids to set aside (see ``exclusion_keys``); their rows get ``excluded_customer``.
+        duplicate_keys_df: the repeated order keys (see :func:`duplicate_keys`), when small enough to broadcast:
+            then only their rows are ranked by a window. None: every row is (same result, one more full shuffle).
     """
-    order = [F.col(c).asc_nulls_last() for c in ("order_ts", "customer_id", "amount", "status", "currency")]
-    w = Window.partitionBy("channel", "order_id").orderBy(*order)
     parsed = PARSE_REASON in orders_df.columns
     if excluded_df is not None:
         orders_df = with_exclusion_flag(orders_df, excluded_df)
     return (
-        orders_df.withColumn("_dup_rank", F.row_number().over(w))
+        with_duplicate_rank(orders_df, duplicate_keys_df)
         .withColumn(REASON, reject_reason(as_of, quality, parsed=parsed, excluded=excluded_df is not None))
-        .drop("_dup_rank", PARSE_REASON, EXCLUDED)
+        .drop(DUP_RANK, PARSE_REASON, EXCLUDED)
     )
 
 
@@ -184,3 +221,14 @@ def rejected_orders(tagged_df: DataFrame, as_of: dt.date, run_id: str) -> DataFr
 def reason_counts(tagged_df: DataFrame) -> DataFrame:
     """One row per reason (null = valid) with its count: small, safe to collect."""
     return tagged_df.groupBy(REASON).count()
+
+
+def count_reasons(rejected_df: DataFrame, input_rows: int) -> dict[str | None, int]:
+    """Rows per reason with the valid rows under ``None``, from the rejected rows and the input row count.
+
+    Every input row is either valid or rejected, so the valid count is the difference: the large valid half is
+    never scanned for this.
+    """
+    counts: dict[str | None, int] = {r[REASON]: int(r["count"]) for r in reason_counts(rejected_df).collect()}
+    counts[None] = input_rows - sum(counts.values())
+    return counts
