@@ -145,3 +145,11 @@ def test_simulated_bgnbd_triples_are_valid_patterns(resolution):
     days = age * 7
     assert np.allclose(days, np.round(days / resolution) * resolution)
     assert 0.3 < (x > 0).mean() < 0.7
+
+
+def test_clv_timing_fits_the_same_parameters_on_patterns_as_on_customers():
+    (row,) = bench.clv_fit_timings([30_000], seed=3)
+    assert row["resolution_days"] == 7  # the shipped time unit: whole weeks
+    assert row["patterns"] < row["customers"] / 3
+    assert row["converged"] == [True, True]
+    assert row["max_rel_param_diff"] < 1e-5
