@@ -114,7 +114,9 @@ def is_concurrent_commit_error(exc: BaseException) -> bool:
 def is_concurrent_creation_error(exc: BaseException) -> bool:
     """Whether creating a table met a folder another run is creating right now (its first commit not yet visible)."""
     text = f"{type(exc).__name__} {exc}"
-    return is_concurrent_commit_error(exc) or "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION" in text
+    # Both runs wrote version 0 of the log at once: the loser's put-if-absent fails; on retry the table exists.
+    markers = ("DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "FileAlreadyExistsException")
+    return is_concurrent_commit_error(exc) or any(marker in text for marker in markers)
 
 
 def _with_commit_retries(action, what: str, retries: int, retryable=is_concurrent_commit_error):
