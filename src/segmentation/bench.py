@@ -497,6 +497,7 @@ def agreement(build_segments: Path, duckdb_segments: Path, naive_segments: Path,
 # ----------------------------------------------------------------------------------------------------------------------
 def task_time_skew(spark, job_group: str, min_stage_seconds: float = 1.0) -> list[dict[str, Any]]:
     """Max and median task run time of every stage run by ``job_group`` (needs ``spark.ui.enabled``)."""
+    import urllib.error
     import urllib.request
 
     sc = spark.sparkContext
@@ -505,8 +506,13 @@ def task_time_skew(spark, job_group: str, min_stage_seconds: float = 1.0) -> lis
         return []
 
     def get(path: str) -> Any:
-        with urllib.request.urlopen(f"{base}/api/v1/applications/{sc.applicationId}/{path}", timeout=30) as resp:
-            return json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(f"{base}/api/v1/applications/{sc.applicationId}/{path}", timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # the UI keeps spark.ui.retainedStages stages; older ones are gone
+                return []
+            raise
 
     stage_ids = sorted({s for job in get("jobs") if job.get("jobGroup") == job_group for s in job["stageIds"]})
     rows = []
@@ -676,9 +682,7 @@ def bench_size(spark, settings, dataset: Dataset, as_of: dt.date, pid: int, with
     )
 
 
-def bench_skew(
-    spark, conf_files, overrides, root: Path, as_of: dt.date, pid: int, base_size: int, base_run: RunResult | None
-) -> dict[str, Any]:
+def bench_skew(spark, conf_files, overrides, root: Path, as_of: dt.date, pid: int, base_size: int) -> dict[str, Any]:
     """Build on the base data set plus one customer with ``SKEW_ORDERS`` orders, with per-stage task times.
 
     The comparison is the base build of the same session (the same data without that customer): the question is
@@ -691,10 +695,11 @@ def bench_skew(
     skewed = dataset_for(root, base_size, skewed=True)
     base_settings = load_settings(conf_files, [*overrides, *base.overrides()])
     ensure_orders(spark, base_settings, base, as_of)
-    if base_run is None:
-        base_run = run_product(spark, base_settings, as_of, pid)
     skew_settings = load_settings(conf_files, [*overrides, *skewed.overrides()])
     ensure_skewed_orders(spark, base_settings, base, skewed, as_of)
+    # Both builds back to back in the same JVM state, each one's task times read right after it.
+    base_run = run_product(spark, base_settings, as_of, pid, label="build-skew-base")
+    base_stages = task_time_skew(spark, "build-skew-base")
     skew_run = run_product(spark, skew_settings, as_of, pid, label="build-skewed")
     stages = task_time_skew(spark, "build-skewed")
     longest = max((s["max_task_s"] for s in stages), default=0.0)
@@ -704,7 +709,7 @@ def bench_skew(
         "skewed": asdict(skew_run),
         "ratio_skewed_over_base": skew_run.wall_s / base_run.wall_s,
         "task_times_skewed": stages,
-        "task_times_base": task_time_skew(spark, "build"),
+        "task_times_base": base_stages,
         "longest_task_s": longest,
         "longest_task_share_of_build": longest / skew_run.wall_s,
     }
@@ -737,7 +742,9 @@ def run(
 
     first = load_settings(conf_files, [*overrides, *dataset_for(root_path, sizes[0]).overrides()])
     start = time.perf_counter()
-    spark = build_session(first.spark, {"spark.ui.enabled": "true"})
+    # The UI's REST API gives the per-task times of the skew section; keep enough stages for a long run.
+    ui = {"spark.ui.enabled": "true", "spark.ui.retainedStages": "20000", "spark.ui.retainedJobs": "20000"}
+    spark = build_session(first.spark, ui)
     results["session_start_s"] = time.perf_counter() - start
     results["driver_memory"] = first.spark.driver_memory
     results["spark_conf"] = dict(first.spark.conf)
@@ -760,8 +767,7 @@ def run(
             results["sizes"].append(_size_dict(result, results["session_start_s"]))
             _save(root_path, results, doc)
         if skew_base:
-            base_run = next((r.build for r in runs if r.orders == skew_base), None)
-            results["skew"] = bench_skew(spark, conf_files, overrides, root_path, as_of, pid, skew_base, base_run)
+            results["skew"] = bench_skew(spark, conf_files, overrides, root_path, as_of, pid, skew_base)
             _save(root_path, results, doc)
         results["jvm_peak_rss_mb_overall"] = peak_rss_mb(pid)
     finally:

@@ -91,8 +91,13 @@ def test_duplicate_keys_are_the_repeated_order_keys_only(spark):
         order_row("o3", "c2", "2026-06-01T10:00:00", 10),
         order_row("o3", "c9", "2026-06-02T10:00:00", 99),  # same key, other content: still a repeat
     ]
-    keys = quality.duplicate_keys(spark.createDataFrame(rows, ORDER_COLUMNS))
-    assert sorted(tuple(r) for r in keys.collect()) == [("web", "o1"), ("web", "o3")]
+    orders_df = spark.createDataFrame(rows, ORDER_COLUMNS)
+    keys = {r[0] for r in quality.duplicate_keys(orders_df).collect()}
+    hashes = {
+        (r["channel"], r["order_id"]): r[quality.KEY_HASH]
+        for r in orders_df.select("channel", "order_id", quality.order_key_hash()).collect()
+    }
+    assert keys == {hashes[("web", "o1")], hashes[("web", "o3")]}
 
 
 def test_conflicting_versions_keep_the_earliest_either_way(spark, settings_for):
@@ -114,3 +119,19 @@ def test_conflicting_versions_keep_the_earliest_either_way(spark, settings_for):
         for way, keys in (("window", None), ("broadcast", quality.duplicate_keys(orders_df)))
     }
     assert kept["window"] == kept["broadcast"] == [("o1", 10.0), ("o2", 20.0)]
+
+
+def test_a_key_wrongly_flagged_as_repeated_still_ranks_first(spark, settings_for):
+    """Two different keys with one hash only make extra candidates: the ranking window uses the real key."""
+    rows = [
+        order_row("o1", "c1", "2026-06-01T10:00:00", 10),
+        order_row("o1", "c1", "2026-06-01T10:00:00", 10),
+        order_row("o2", "c2", "2026-06-01T10:00:00", 20),
+        order_row("o2", "c2", "2026-06-01T10:00:00", 20, channel="app"),
+    ]
+    orders_df = spark.createDataFrame(rows, ORDER_COLUMNS)
+    flagged_too = orders_df.where("order_id = 'o2'").select(quality.order_key_hash())
+    keys_df = quality.duplicate_keys(orders_df).unionByName(flagged_too)
+    tagged = quality.with_reject_reason(orders_df, AS_OF, settings_for().quality, duplicate_keys_df=keys_df)
+    reasons = sorted((r["channel"], r["order_id"], r[quality.REASON] or "") for r in tagged.collect())
+    assert reasons == [("app", "o2", ""), ("web", "o1", ""), ("web", "o1", "duplicate_order"), ("web", "o2", "")]

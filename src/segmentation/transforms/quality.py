@@ -20,6 +20,7 @@ EXCLUDED = "_excluded"
 DUP_RANK = "_dup_rank"
 _REPEATED = "_repeated_key"
 DUPLICATE_KEY = ("channel", "order_id")
+KEY_HASH = "_order_key_hash"
 
 # Reason codes, in priority order: a row with several problems gets the first.
 MISSING_CUSTOMER_ID = "missing_customer_id"
@@ -68,13 +69,19 @@ def reject_reason(as_of: dt.date, quality: QualitySettings, *, parsed: bool = Fa
     )
 
 
-def duplicate_keys(orders_df: DataFrame) -> DataFrame:
-    """``(channel, order_id)`` pairs found on more than one row.
+def order_key_hash() -> Column:
+    """A 64-bit hash of ``(channel, order_id)``: what the duplicate check groups and joins on instead of the strings."""
+    return F.xxhash64("channel", "order_id").alias(KEY_HASH)
 
-    A hash aggregate of the two key columns only: the shuffle carries two short strings per order, not the order
-    rows, and the result is as small as the input is clean.
+
+def duplicate_keys(orders_df: DataFrame) -> DataFrame:
+    """Hashes of the ``(channel, order_id)`` keys found on more than one row (column ``_order_key_hash``).
+
+    A hash aggregate of one long per order: the shuffle carries eight bytes per order, not the order rows, and the
+    result is as small as the input is clean. Two different keys with the same hash only make a few more rows
+    candidates; the window that ranks candidates is partitioned by the real key, so they still rank 1 each.
     """
-    return orders_df.groupBy(*DUPLICATE_KEY).count().where(F.col("count") > 1).drop("count")
+    return orders_df.groupBy(order_key_hash()).count().where(F.col("count") > 1).drop("count")
 
 
 def _duplicate_order() -> list[Column]:
@@ -91,11 +98,8 @@ def with_duplicate_rank(orders_df: DataFrame, duplicate_keys_df: DataFrame | Non
     w = Window.partitionBy(*DUPLICATE_KEY).orderBy(*_duplicate_order())
     if duplicate_keys_df is None:
         return orders_df.withColumn(DUP_RANK, F.row_number().over(w))
-    keys = duplicate_keys_df.select(
-        F.col("channel").alias("_dup_channel"), F.col("order_id").alias("_dup_order_id"), F.lit(True).alias(_REPEATED)
-    )
-    on = orders_df["channel"].eqNullSafe(keys["_dup_channel"]) & orders_df["order_id"].eqNullSafe(keys["_dup_order_id"])
-    flagged = orders_df.join(F.broadcast(keys), on, "left").drop("_dup_channel", "_dup_order_id")
+    keys = duplicate_keys_df.select(KEY_HASH, F.lit(True).alias(_REPEATED))
+    flagged = orders_df.withColumn(KEY_HASH, order_key_hash()).join(F.broadcast(keys), KEY_HASH, "left").drop(KEY_HASH)
     singles = flagged.where(F.col(_REPEATED).isNull()).withColumn(DUP_RANK, F.lit(1))
     repeated = flagged.where(F.col(_REPEATED)).withColumn(DUP_RANK, F.row_number().over(w))
     return singles.unionByName(repeated).drop(_REPEATED)
