@@ -86,15 +86,16 @@ def test_text_columns_parse_in_several_formats_whatever_the_session_time_zone(sp
     try:
         spark.conf.set("spark.sql.session.timeZone", "Asia/Shanghai")
         orders = pipeline.read_orders(spark, settings)
-        tagged, _ = pipeline.tag_orders(spark, settings, AS_OF, orders.df, None)
+        tagged = pipeline.tag_orders(spark, settings, AS_OF, orders.df, None)
         import pyspark.sql.functions as F
 
         got = {
             r["order_id"]: (r["epoch"], None if r["amount"] is None else str(r["amount"]), r["reject_reason"])
-            for r in tagged.select(
+            for r in tagged.df.select(
                 "order_id", F.unix_seconds("order_ts").alias("epoch"), "amount", "reject_reason"
             ).collect()
         }
+        tagged.release()
     finally:
         spark.conf.set("spark.sql.session.timeZone", previous)
     late = int(dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.timezone.utc).timestamp())
