@@ -1,0 +1,237 @@
+"""The report as HTML: one section per view, each degrading to a note on its own, rendered to a single file."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyspark.sql.functions as F
+
+from segmentation.config import Settings
+from segmentation.report.aggregates import (
+    GONE,
+    HISTOGRAM_BINS,
+    NEW,
+    audience_arms,
+    has_values,
+    histogram,
+    lifecycle_funnel,
+    log_value,
+    migration_between,
+    migration_from_table,
+    rf_cells,
+    segment_sizes,
+    value_range,
+)
+from segmentation.report.inputs import ReportInputs
+from segmentation.report.plots import (
+    Labels,
+    Panel,
+    _rc,
+    cjk_font,
+    plot_audiences,
+    plot_distributions,
+    plot_funnel,
+    plot_migration,
+    plot_rf_heatmap,
+    plot_segment_sizes,
+)
+
+NOT_AVAILABLE = "not available for this run"
+
+
+@dataclass
+class Section:
+    """One part of the report: a title, an optional image (base64 PNG) and table, or a note why it is missing."""
+
+    anchor: str
+    title: str
+    description: str
+    image: str | None = None
+    table: str | None = None
+    note: str | None = None
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _unavailable(anchor: str, title: str, description: str, reason: str) -> Section:
+    return Section(anchor, title, description, note=f"{title}: {NOT_AVAILABLE} ({reason}).")
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "" if value is None else format(value, pattern)
+
+
+def segments_section(sizes: list[dict] | None, label) -> Section:
+    title, about = "Segment sizes and revenue", "Customers and revenue per RFM segment; revenue is monetary value."
+    if not sizes:
+        return _unavailable("sizes", title, about, "no customer_segments snapshot for this date")
+    headers = ["segment", "customers", "share", "revenue", "revenue share", "mean R", "mean F", "mean M"]
+    scored = "avg_clv" in sizes[0]
+    if scored:
+        headers += ["mean CLV", "mean churn probability"]
+    rows = []
+    for r in sizes:
+        row = [
+            label(r["segment"]),
+            f"{r['customers']:,}",
+            f"{r['share']:.1%}",
+            f"{r['revenue'] or 0:,.0f}",
+            f"{r['revenue_share']:.1%}",
+            _fmt(r["avg_r"], ".2f"),
+            _fmt(r["avg_f"], ".2f"),
+            _fmt(r["avg_m"], ".2f"),
+        ]
+        if scored:
+            row += [_fmt(r.get("avg_clv"), ",.0f"), _fmt(r.get("avg_churn_probability"), ".1%")]
+        rows.append(row)
+    return Section("sizes", title, about, plot_segment_sizes(sizes, label), _table(headers, rows))
+
+
+def build_sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
+    """Aggregate in Spark and draw every section, each degrading on its own when its data is missing."""
+    from matplotlib import rc_context
+
+    with rc_context(_rc()):
+        return _sections(inputs, settings)
+
+
+def _sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
+    label_zh = cjk_font() is not None
+    labels = Labels(settings, label_zh)
+    dimension = "rfm_segment"
+    segment_order = [r.name for r in settings.segments.rule_sets[dimension].rules]
+
+    def seg_label(name: str | None) -> str:
+        return labels(dimension, name)
+
+    segments_df = inputs.segments_df
+    present = segments_df is not None and segments_df.limit(1).count() > 0
+    sections: list[Section] = []
+
+    sizes = segment_sizes(segments_df, dimension) if present else None
+    sections.append(segments_section(sizes, seg_label))
+
+    title = "R × F heatmap"
+    about = "Where customers sit on recency and frequency scores, coloured by mean monetary score."
+    if present and has_values(segments_df, "r_score"):
+        sections.append(Section("heatmap", title, about, plot_rf_heatmap(rf_cells(segments_df), settings.rfm.bins)))
+    else:
+        sections.append(_unavailable("heatmap", title, about, "no scored customers"))
+
+    title = "Segment migration"
+    about = "Where the customers of the previous snapshot are now (rows: previous segment, columns: current segment)."
+    moves = None
+    if present and inputs.migration_df is not None:
+        moves = migration_from_table(inputs.migration_df, dimension)
+    if not moves and present and inputs.previous_segments_df is not None:
+        moves = migration_between(segments_df, inputs.previous_segments_df, dimension)
+    if moves:
+        previous = str(inputs.previous_as_of) if inputs.previous_as_of else "previous snapshot"
+        image = plot_migration(moves, segment_order, seg_label, previous, str(inputs.as_of))
+        stay = sum(m["customers"] for m in moves if m["source"] == m["target"])
+        both = sum(m["customers"] for m in moves if m["source"] != NEW and m["target"] != GONE)
+        kept = f"{stay:,} of {both:,} customers in both snapshots kept their segment ({stay / both:.1%})."
+        sections.append(Section("migration", title, about, image, note=kept if both else None))
+    else:
+        sections.append(_unavailable("migration", title, about, "no earlier snapshot to compare with"))
+
+    title, about = "Lifecycle funnel", "Customers per lifecycle stage, from first contact to dormancy."
+    if present and has_values(segments_df, "lifecycle_stage"):
+        image = plot_funnel(lifecycle_funnel(segments_df, settings), lambda n: labels("lifecycle_stage", n))
+        sections.append(Section("funnel", title, about, image))
+    else:
+        sections.append(_unavailable("funnel", title, about, "no lifecycle_stage column"))
+
+    title = "CLV and churn risk"
+    about = "Distribution of predicted customer lifetime value and churn probability within each segment."
+    panels = []
+    if present:
+        if has_values(segments_df, "clv"):
+            value = log_value("clv")
+            low, high = value_range(segments_df, value)
+            counts = histogram(segments_df, value, dimension, low, high, HISTOGRAM_BINS)
+            panels.append(Panel("predicted CLV (log scale)", counts, low, high, is_log=True))
+        if has_values(segments_df, "churn_probability"):
+            counts = histogram(segments_df, F.col("churn_probability"), dimension, 0.0, 1.0, HISTOGRAM_BINS)
+            panels.append(Panel("churn probability", counts, 0.0, 1.0))
+    if panels:
+        sections.append(Section("scores", title, about, plot_distributions(panels, segment_order, seg_label)))
+    else:
+        sections.append(_unavailable("scores", title, about, "customers are not scored yet: run `segmentation score`"))
+
+    title = "Campaign audiences"
+    about = "Customers per campaign and arm; the control group is held out to measure uplift."
+    audiences_df = inputs.audiences_df
+    if audiences_df is not None and "arm" in audiences_df.columns and audiences_df.limit(1).count() > 0:
+        arms = audience_arms(audiences_df)
+        rows = [
+            [
+                a["campaign_id"],
+                a["objective"] or "",
+                f"{a['customers']:,}",
+                f"{a['control']:,}",
+                f"{a['control_share']:.1%}",
+            ]
+            for a in arms
+        ]
+        table = _table(["campaign", "objective", "customers", "control", "control share"], rows)
+        sections.append(Section("audiences", title, about, plot_audiences(arms), table))
+    else:
+        sections.append(_unavailable("audiences", title, about, "no campaign_audiences for this date"))
+    return sections
+
+
+CSS = """
+body { font-family: "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Microsoft YaHei", Helvetica, Arial, sans-serif;
+       margin: 0 auto; max-width: 1240px; padding: 24px; color: #222; background: #fff; }
+h1 { margin-bottom: 4px; } .meta { color: #666; margin-top: 0; }
+nav a { margin-right: 14px; }
+section { border-top: 1px solid #ddd; padding: 12px 0 20px; }
+img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
+table { border-collapse: collapse; font-size: 13px; margin-top: 8px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead { background: #f3f3f3; }
+.note { background: #fff7e0; border-left: 4px solid #f0b400; padding: 8px 12px; }
+.info { color: #555; }
+"""
+
+
+def render_html(sections: Sequence[Section], inputs: ReportInputs, settings: Settings) -> str:
+    """The whole report as one HTML string: inline CSS, images as data URIs, nothing fetched from anywhere."""
+    versions = ", ".join(f"{k} v{v}" for k, v in inputs.table_versions.items() if v is not None) or "none"
+    previous = str(inputs.previous_as_of) if inputs.previous_as_of else "none"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Customer segmentation report {inputs.as_of}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Customer segmentation, as of {inputs.as_of}</h1>",
+        f'<p class="meta">Tables under {html.escape(settings.outputs.path)} ({html.escape(versions)}); '
+        f"previous snapshot: {previous}.</p>",
+        "<nav>" + "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in sections) + "</nav>",
+    ]
+    for s in sections:
+        parts.append(f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>')
+        parts.append(f'<p class="info">{html.escape(s.description)}</p>')
+        if s.image:
+            parts.append(f'<img alt="{html.escape(s.title)}" src="data:image/png;base64,{s.image}">')
+        if s.note:
+            css = "note" if s.image is None else "info"
+            parts.append(f'<p class="{css}">{html.escape(s.note)}</p>')
+        if s.table:
+            parts.append(s.table)
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_report(inputs: ReportInputs, settings: Settings) -> str:
+    """Aggregate, draw and render the report for ``inputs.as_of``; returns the HTML text."""
+    return render_html(build_sections(inputs, settings), inputs, settings)
