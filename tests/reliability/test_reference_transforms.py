@@ -75,7 +75,7 @@ def test_without_an_fx_table_foreign_orders_are_rejected_never_summed_at_par(spa
     ]
 
 
-def test_exclusions_match_channel_ids_and_unified_ids(spark):
+def test_exclusions_match_channel_ids_and_unified_ids(spark, settings_for):
     exclusions_df = spark.createDataFrame(
         [("staff1", None, "staff"), ("T9", "app", "test account"), ("U1", None, "staff"), (" ", None, "blank")],
         "customer_id string, channel string, reason string",
@@ -97,9 +97,7 @@ def test_exclusions_match_channel_ids_and_unified_ids(spark):
         ORDER_COLUMNS,
     )
     keys_df = quality.exclusion_keys(exclusions_df, identity_df)
-    from segmentation.config import QualitySettings
-
-    result = quality.with_reject_reason(orders_df, dt.date(2026, 6, 30), QualitySettings(currencies=["CNY"]), keys_df)
+    result = quality.with_reject_reason(orders_df, dt.date(2026, 6, 30), settings_for().quality, keys_df)
     assert sorted((r["order_id"], r["reject_reason"]) for r in result.collect()) == [
         ("o1", "excluded_customer"),
         ("o2", "excluded_customer"),

@@ -46,12 +46,12 @@ def test_holdout_split_is_stable_and_close_to_the_configured_share(spark):
     assert abs(len(first) / 20_000 - 0.3) < 0.015
 
 
-def test_cutoff_must_leave_the_horizon_observed():
-    from segmentation.config import ChurnModelSettings
-
-    assert churn.default_cutoff(dt.date(2026, 6, 30), ChurnModelSettings(horizon_days=90)) == dt.date(2026, 4, 1)
+def test_cutoff_must_leave_the_horizon_observed(settings_for):
+    churn_settings = settings_for("models.churn.horizon_days=90").models.churn
+    assert churn.default_cutoff(dt.date(2026, 6, 30), churn_settings) == dt.date(2026, 4, 1)
+    late = settings_for("models.churn.horizon_days=90", "models.churn.cutoff=2026-05-01").models.churn
     with pytest.raises(ValueError, match="would not be observed"):
-        churn.default_cutoff(dt.date(2026, 6, 30), ChurnModelSettings(horizon_days=90, cutoff=dt.date(2026, 5, 1)))
+        churn.default_cutoff(dt.date(2026, 6, 30), late)
 
 
 def test_metrics_on_a_hand_scored_holdout(spark):

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation.config import ClvModelSettings
 from segmentation.models import clv
 from segmentation.models import clv_training as ct
 from tests.conftest import ORDER_COLUMNS, order_row
@@ -103,10 +102,11 @@ def test_holdout_metrics_equal_the_numpy_closed_forms(orders_df):
     assert evaluation.frequency_table[2]["expected_mean"] == pytest.approx(predicted[2], rel=1e-9)
 
 
-def test_spark_predictions_equal_the_pyfunc_numpy_predictions(orders_df):
+def test_spark_predictions_equal_the_pyfunc_numpy_predictions(orders_df, settings_for):
     summary_df = ct.customer_summary(orders_df, END, "weeks", "completed")
     model = ct.ClvModel(BGNBD, GG, "weeks")
-    horizon = ct.Horizon.from_settings(ClvModelSettings(horizon_days=365, cash_flow_step_days=30), "weeks")
+    clv_settings = settings_for("models.clv.horizon_days=365", "models.clv.cash_flow_step_days=30").models.clv
+    horizon = ct.Horizon.from_settings(clv_settings, "weeks")
     spark_rows = {r["customer_id"]: r.asDict() for r in ct.with_predictions(summary_df, model, horizon).collect()}
     frame = pd.DataFrame(
         [(k, *v) for k, v in sorted(_summary(orders_df, "weeks").items())],
@@ -119,10 +119,13 @@ def test_spark_predictions_equal_the_pyfunc_numpy_predictions(orders_df):
     assert spark_rows["b"]["p_alive"] == 1.0
 
 
-def test_horizon_converts_days_and_the_annual_rate_to_model_periods():
-    horizon = ct.Horizon.from_settings(
-        ClvModelSettings(horizon_days=364, cash_flow_step_days=28, annual_discount_rate=0.1), "weeks"
+def test_horizon_converts_days_and_the_annual_rate_to_model_periods(settings_for):
+    overrides = (
+        "models.clv.horizon_days=364",
+        "models.clv.cash_flow_step_days=28",
+        "models.clv.annual_discount_rate=0.1",
     )
+    horizon = ct.Horizon.from_settings(settings_for(*overrides).models.clv, "weeks")
     assert (horizon.periods, horizon.step) == (52.0, 4.0)
     assert (1 + horizon.discount_rate_per_period) ** (365 / 7) == pytest.approx(1.1, rel=1e-12)
 
@@ -135,17 +138,17 @@ def test_round_significant(spark):
     assert got == pytest.approx([123.0, 0.0123, 98800.0, 0.0], rel=1e-12)
 
 
-def test_fit_refuses_non_positive_spend_with_a_clear_message(spark):
+def test_fit_refuses_non_positive_spend_with_a_clear_message(spark, settings_for):
     summary_df = spark.createDataFrame(
         [("a", 2, 5, 10, 0.0), ("b", 0, 0, 3, None)],
         "customer_id string, frequency int, recency int, T int, monetary double",
     )
     with pytest.raises(ValueError, match=r"1 repeat customers have monetary <= 0"):
-        ct.fit(summary_df, ClvModelSettings())
+        ct.fit(summary_df, settings_for().models.clv)
 
 
-def test_calibration_end_defaults_to_as_of_minus_holdout():
-    assert ct.calibration_end(AS_OF, ClvModelSettings(holdout_days=30)) == END
+def test_calibration_end_defaults_to_as_of_minus_holdout(settings_for):
+    assert ct.calibration_end(AS_OF, settings_for("models.clv.holdout_days=30").models.clv) == END
     with pytest.raises(ValueError, match="before the as-of date"):
-        ct.calibration_end(AS_OF, ClvModelSettings(calibration_end=AS_OF))
-    assert math.isfinite(ct.Horizon.from_settings(ClvModelSettings(), "days").discount_rate_per_period)
+        ct.calibration_end(AS_OF, settings_for(f"models.clv.calibration_end={AS_OF}").models.clv)
+    assert math.isfinite(ct.Horizon.from_settings(settings_for().models.clv, "days").discount_rate_per_period)

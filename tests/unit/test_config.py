@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+import yaml
 
 from segmentation.config import ConfigError, load_settings
 
@@ -62,3 +65,28 @@ def test_malformed_yaml_names_line(conf_dir, tmp_path):
     bad.write_text("rfm:\n  bins: [1, 2\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"broken.yaml \(line \d+, column \d+\): malformed YAML"):
         load_settings([conf_dir / "local.yaml", bad])
+
+
+@pytest.mark.parametrize(
+    ("layer", "section", "key"),
+    [
+        ("base.yaml", ("models", "clv"), "holdout_days"),
+        ("base.yaml", (), "monitoring"),
+        ("local.yaml", ("inputs", "orders"), "path"),
+    ],
+    ids=["business-default", "whole-section", "environment-key"],
+)
+def test_missing_required_key_names_the_file_that_holds_its_section(conf_dir, tmp_path, layer, section, key):
+    # Business defaults live only in base.yaml: a key removed from it is an error, never a silent pydantic default.
+    layered = tmp_path / "conf"
+    shutil.copytree(conf_dir, layered)
+    data = yaml.safe_load((layered / layer).read_text(encoding="utf-8"))
+    node = data
+    for part in section:
+        node = node[part]
+    del node[key]
+    (layered / layer).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_settings([layered / "local.yaml"], ["models.clv.horizon_days=400"])
+    dotted = ".".join((*section, key))
+    assert f"{layered / layer}: {dotted}: missing key" in str(err.value)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from segmentation.config import ClvModelSettings, MlflowSettings
+from segmentation.config import MlflowSettings
 from segmentation.models import clv, tracking
 from segmentation.models import clv_training as ct
 
@@ -19,14 +19,14 @@ MODEL = ct.ClvModel(
 
 
 def test_artifacts_live_beside_a_sqlite_store(tmp_path):
-    settings = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    settings = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", experiment="t")
     assert tracking.artifact_location(settings) == str(tmp_path / "mlartifacts")
-    assert tracking.artifact_location(MlflowSettings(tracking_uri="http://mlflow:5000")) is None
-    assert tracking.artifact_location(MlflowSettings(artifact_location="s3://b/p")) == "s3://b/p"
+    assert tracking.artifact_location(MlflowSettings(tracking_uri="http://mlflow:5000", experiment="t")) is None
+    on_s3 = MlflowSettings(tracking_uri="http://mlflow:5000", experiment="t", artifact_location="s3://b/p")
+    assert tracking.artifact_location(on_s3) == "s3://b/p"
 
 
-def _log(mae: float, champion: tuple[str, float] | None) -> tracking.RunRecord:
-    horizon = ct.Horizon.from_settings(ClvModelSettings(), "weeks")
+def _log(mae: float, champion: tuple[str, float] | None, horizon: ct.Horizon) -> tracking.RunRecord:
     return tracking.log_training_run(
         run_name="clv test",
         registered_model=NAME,
@@ -43,18 +43,19 @@ def _log(mae: float, champion: tuple[str, float] | None) -> tracking.RunRecord:
     )
 
 
-def test_champion_alias_moves_only_on_improvement(tmp_path):
+def test_champion_alias_moves_only_on_improvement(tmp_path, settings_for):
     import mlflow
 
+    horizon = ct.Horizon.from_settings(settings_for().models.clv, "weeks")
     tracking.configure(MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="t"))
     assert tracking.champion_version(NAME) is None
 
-    first = _log(0.50, None)
+    first = _log(0.50, None, horizon)
     assert (first.promotion.version, first.promotion.promoted) == ("1", True)
-    worse = _log(0.60, ("1", 0.50))
+    worse = _log(0.60, ("1", 0.50), horizon)
     assert (worse.promotion.version, worse.promotion.promoted) == ("2", False)
     assert tracking.champion_version(NAME) == "1"
-    better = _log(0.40, ("1", 0.50))
+    better = _log(0.40, ("1", 0.50), horizon)
     assert (better.promotion.version, better.promotion.promoted) == ("3", True)
     assert tracking.champion_version(NAME) == "3"
 

@@ -21,6 +21,7 @@ def test_threshold_scores_equal_values_fall_in_lower_bucket(spark):
     )
     settings = ScoreSettings(
         method="thresholds",
+        bins=5,
         thresholds={"recency_days": [30, 90, 180, 365], "frequency": [1, 2, 4, 8], "monetary": [100, 300, 800, 2000]},
     )
     cuts = scoring.score_cuts(df, settings)
@@ -44,7 +45,7 @@ def test_quantile_scores_hold_a_fifth_each_and_keep_ties_together(spark):
     # monetary 1..100 (no ties); frequency: 60 customers tied at 1, then 2..41
     rows = [(f"c{i}", i, 1 if i <= 60 else i - 58, float(i)) for i in range(1, 101)]
     df = spark.createDataFrame(rows, "customer_id string, recency_days int, frequency long, monetary double")
-    cuts = scoring.score_cuts(df, ScoreSettings(method="quantile", bins=5))
+    cuts = scoring.score_cuts(df, ScoreSettings(method="quantile", bins=5, thresholds={}))
     scored = df.transform(scoring.with_rfm_scores, cuts)
     m_sizes = {r["m_score"]: r["count"] for r in scored.groupBy("m_score").count().collect()}
     assert m_sizes == {1: 20, 2: 20, 3: 20, 4: 20, 5: 20}
@@ -56,7 +57,7 @@ def test_quantile_scores_hold_a_fifth_each_and_keep_ties_together(spark):
 
 def test_equal_width_cuts(spark):
     df = spark.createDataFrame([(0, 0, 0.0), (100, 10, 100.0)], "recency_days int, frequency long, monetary double")
-    cuts = scoring.score_cuts(df, ScoreSettings(method="equal_width", bins=5))
+    cuts = scoring.score_cuts(df, ScoreSettings(method="equal_width", bins=5, thresholds={}))
     assert cuts["monetary"] == pytest.approx([20.0, 40.0, 60.0, 80.0])
     assert cuts["frequency"] == pytest.approx([2.0, 4.0, 6.0, 8.0])
 
@@ -84,7 +85,7 @@ def test_value_class_pareto_with_ties(spark):
         [("big", 800.0), ("a", 50.0), ("b", 50.0), ("c", 50.0), ("d", 50.0), ("none", 0.0)],
         "customer_id string, monetary double",
     )
-    settings = ValueClassSettings()
+    settings = ValueClassSettings(classes=["A", "B", "C"], cumulative_revenue_shares=[0.8, 0.95])
     grid = scoring.quantile_grid(df, ["monetary"], scoring.grid_probabilities(100), 0.0001)
     boundaries = scoring.value_class_boundaries(df, grid, settings)
     classes = {

@@ -3,6 +3,10 @@
 ``settings`` holds the root ``Settings`` and the infrastructure, data and score sections; ``rules`` the segments, tags,
 tiers and audiences; ``settings_models`` the trained models; ``loader`` reads, merges and validates the YAML layers.
 Import from here: ``from segmentation.config import Settings, load_settings``.
+
+Business defaults live in ``conf/base.yaml`` only, which every load merges first: a field base.yaml sets has no default
+in these models, so a value is never declared twice and a key missing from the files is an error naming it. Fields
+that keep a default are technical knobs base.yaml leaves alone, or optional attributes of list and map entries.
 """
 
 from segmentation.config.common import CATCH_ALL, COMMAND_LINE, ConfigError
@@ -21,7 +25,6 @@ from segmentation.config.rules import (
     TierSettings,
 )
 from segmentation.config.settings import (
-    DEFAULT_TIMESTAMP_FORMATS,
     ChannelSpec,
     FeatureSettings,
     GenerateSettings,
@@ -38,7 +41,6 @@ from segmentation.config.settings import (
     ValueClassSettings,
 )
 from segmentation.config.settings_models import (
-    DEFAULT_CHURN_FEATURES,
     ChurnMetric,
     ChurnModelSettings,
     ClvMetric,
@@ -49,8 +51,6 @@ from segmentation.config.settings_models import (
 __all__ = [
     "CATCH_ALL",
     "COMMAND_LINE",
-    "DEFAULT_CHURN_FEATURES",
-    "DEFAULT_TIMESTAMP_FORMATS",
     "AudienceSettings",
     "CampaignSpec",
     "ChannelSpec",

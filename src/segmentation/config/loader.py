@@ -98,6 +98,25 @@ def _format_loc(loc: Sequence[Any], data: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+def _missing_source(loc: Sequence[Any], origin: Mapping[str, str], sources: Sequence[str]) -> str:
+    """The layer a missing key belongs in: the first one that set its closest enclosing section, else the first file.
+
+    No layer set the key, so no layer can be blamed for it; the closest useful answer is the file that holds its
+    section (``base.yaml`` for every business default), where the user adds the key.
+    """
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    for depth in range(len(parts) - 1, 0, -1):
+        section = ".".join(parts[:depth])
+        setters = [
+            src
+            for key, src in origin.items()
+            if key == section or key.startswith(section + ".") or section.startswith(key + ".")
+        ]
+        if setters:
+            return min(setters, key=lambda src: sources.index(src) if src in sources else len(sources))
+    return sources[0]
+
+
 def resolve_base(conf_files: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """The files to merge: ``base.yaml`` beside the first file comes first unless it is already listed."""
     paths = [Path(p) for p in conf_files]
@@ -138,6 +157,9 @@ def load_settings(conf_files: Sequence[str | os.PathLike[str]], overrides: Itera
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown key"
+            elif err["type"] == "missing":
+                source = _missing_source(loc, origin, files)
+                message = "missing key"
             lines.append(f"{source}: {key}: {message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 

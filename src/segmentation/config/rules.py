@@ -63,7 +63,7 @@ class SegmentSettings(_Frozen):
 
 
 class TagSettings(_Frozen):
-    rule_sets: dict[str, RuleSet] = Field(default_factory=dict)
+    rule_sets: dict[str, RuleSet]
 
     @model_validator(mode="after")
     def _tags(self) -> TagSettings:
@@ -74,9 +74,9 @@ class TagSettings(_Frozen):
 
 
 class MonitoringSettings(_Frozen):
-    max_segment_share: float = Field(default=0.5, gt=0, le=1)
-    min_segment_share: float = Field(default=0.01, ge=0, lt=1)
-    max_share_change: float = Field(default=0.1, gt=0, le=1)
+    max_segment_share: float = Field(gt=0, le=1)
+    min_segment_share: float = Field(ge=0, lt=1)
+    max_share_change: float = Field(gt=0, le=1)
 
 
 class TierKeep(_Frozen):
@@ -95,10 +95,10 @@ class TierSettings(_Frozen):
     the previous ``customer_segments`` snapshot, so the tier is state rather than a pure function of today's features.
     """
 
-    rule_set: str = "membership_tier"
+    rule_set: str
     levels: list[str] = Field(min_length=2, description="Tier names from lowest to highest.")
-    keep: dict[str, TierKeep] = Field(default_factory=dict)
-    downgrade: Literal["one_level", "to_qualified"] = "one_level"
+    keep: dict[str, TierKeep]
+    downgrade: Literal["one_level", "to_qualified"]
 
     @model_validator(mode="after")
     def _levels(self) -> TierSettings:
@@ -128,7 +128,7 @@ class CampaignSpec(_Frozen):
 
 
 class AudienceSettings(_Frozen):
-    campaigns: list[CampaignSpec] = Field(default_factory=list)
+    campaigns: list[CampaignSpec]
 
     @model_validator(mode="after")
     def _unique(self) -> AudienceSettings:
@@ -142,10 +142,8 @@ class AudienceSettings(_Frozen):
 class EvaluationSettings(_Frozen):
     """How ``evaluate`` attributes campaign responses to the audience drawn on the as-of date."""
 
-    segment_dimensions: list[str] = Field(
-        default_factory=lambda: ["rfm_segment"], description="customer_segments columns uplift is broken down by."
-    )
+    segment_dimensions: list[str] = Field(description="customer_segments columns uplift is broken down by.")
     response_window_days: int = Field(
-        default=30, gt=0, description="Responses from the as-of date up to this many days later count."
+        gt=0, description="Responses from the as-of date up to this many days later count."
     )
-    confidence_z: float = Field(default=1.96, gt=0, description="Normal quantile of the interval (1.96: 95%).")
+    confidence_z: float = Field(gt=0, description="Normal quantile of the interval (1.96: 95%).")

@@ -33,13 +33,13 @@ class SparkSettings(_Frozen):
     """How the SparkSession is built. On a cluster ``master`` is null: spark-submit or the platform decides."""
 
     master: str | None = "local[*]"
-    app_name: str = "segmentation"
+    app_name: str
     driver_memory: str | None = None
     jars_dir: str | None = Field(
         default=None,
         description="Folder with Delta's jars; defaults to $SEGMENTATION_JARS_DIR. Null on platforms shipping Delta.",
     )
-    conf: dict[str, str] = Field(default_factory=dict)
+    conf: dict[str, str]
 
     @field_validator("conf", mode="before")
     @classmethod
@@ -98,8 +98,8 @@ class Outputs(_Frozen):
 
 
 class MlflowSettings(_Frozen):
-    tracking_uri: str = "sqlite:///mlflow.db"
-    experiment: str = "segmentation"
+    tracking_uri: str
+    experiment: str
     registry_uri: str | None = None
     artifact_location: str | None = Field(
         default=None,
@@ -122,13 +122,13 @@ class ChannelSpec(_Frozen):
 class GenerateSettings(_Frozen):
     """Parameters of the synthetic buy-till-you-die order history (see ``segmentation.synthetic``)."""
 
-    customers: int = Field(default=100_000, gt=0)
-    orders: int = Field(default=1_000_000, gt=0)
-    seed: int = 42
-    history_days: int = Field(default=730, gt=30)
+    customers: int = Field(gt=0)
+    orders: int = Field(gt=0)
+    seed: int
+    history_days: int = Field(gt=30)
     channels: list[ChannelSpec]
     categories: list[str] = Field(min_length=1)
-    currency: str = "CNY"
+    currency: str
     extra_currencies: dict[str, float] = Field(
         default_factory=dict, description="Other currencies and the share of orders placed in them."
     )
@@ -154,41 +154,27 @@ class GenerateSettings(_Frozen):
 # --------------------------------------------------------------------------------------------------------------------
 # Data quality
 # --------------------------------------------------------------------------------------------------------------------
-DEFAULT_TIMESTAMP_FORMATS = (
-    "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX",
-    "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]",
-    "yyyy-MM-dd HH:mm:ss[.SSSSSS]XXX",
-    "yyyy-MM-dd HH:mm:ss[.SSSSSS]",
-    "yyyy-MM-dd",
-    "yyyy/MM/dd HH:mm:ss",
-)
-
-
 class QualitySettings(_Frozen):
     currencies: list[str] = Field(min_length=1, description="Accepted currency codes; others are rejected rows.")
-    statuses: list[str] = Field(default_factory=lambda: ["completed", "refunded", "cancelled"])
-    sale_status: str = "completed"
-    refund_status: str = "refunded"
-    allow_zero_amount: bool = False
+    statuses: list[str]
+    sale_status: str
+    refund_status: str
+    allow_zero_amount: bool
     max_rejected_share: float = Field(
-        default=0.05, ge=0, le=1, description="Above this share of invalid rows the run fails before any write."
+        ge=0, le=1, description="Above this share of invalid rows the run fails before any write."
     )
     reporting_currency: str | None = Field(
-        default=None,
         description="Amounts are converted to it through inputs.fx_rates before any aggregate; null: no conversion.",
     )
     parse_text_columns: bool = Field(
-        default=False,
         description="Accept order_ts/amount/discount_amount stored as text: parse them, reject rows that do not parse.",
     )
     broadcast_duplicate_keys_max: int = Field(
-        default=2_000_000,
         ge=0,
         description="Up to this many repeated order keys, only their rows are ranked (the keys are broadcast); above"
         " it every order row goes through the duplicate window. Same result either way; a speed setting only.",
     )
     timestamp_formats: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_TIMESTAMP_FORMATS),
         min_length=1,
         description="Spark datetime patterns tried in order on text timestamps; without a zone they are read as UTC.",
     )
@@ -213,12 +199,11 @@ class QualitySettings(_Frozen):
 class FeatureSettings(_Frozen):
     windows_days: list[int] = Field(min_length=1)
     rfm_window_days: int | None = Field(
-        default=None, gt=0, description="Frequency/monetary window; null means the whole history up to the as-of."
+        gt=0, description="Frequency/monetary window; null means the whole history up to the as-of."
     )
-    categories: list[str] = Field(default_factory=list, description="Categories that get a share_<category> column.")
-    channels: list[str] = Field(default_factory=list, description="Channels that get a share_<channel> column.")
+    categories: list[str] = Field(description="Categories that get a share_<category> column.")
+    channels: list[str] = Field(description="Channels that get a share_<channel> column.")
     percentiles: list[str] = Field(
-        default_factory=lambda: ["monetary", "amount_365d"],
         description="Feature columns that get a <column>_pct column: the customer's percentile rank in [0, 1].",
     )
     percentile_resolution: int = Field(default=1000, ge=10, description="Points of the approximate quantile grid.")
@@ -237,9 +222,9 @@ ScoreMethod = Literal["quantile", "equal_width", "thresholds"]
 class ScoreSettings(_Frozen):
     """How raw recency/frequency/monetary become 1..bins scores (higher is better, recency reversed)."""
 
-    method: ScoreMethod = "quantile"
-    bins: int = Field(default=5, ge=2, le=10)
-    thresholds: dict[Literal["recency_days", "frequency", "monetary"], list[float]] = Field(default_factory=dict)
+    method: ScoreMethod
+    bins: int = Field(ge=2, le=10)
+    thresholds: dict[Literal["recency_days", "frequency", "monetary"], list[float]]
     relative_error: float = Field(default=0.0005, gt=0, lt=1)
 
     @model_validator(mode="after")
@@ -259,8 +244,8 @@ class ScoreSettings(_Frozen):
 class ValueClassSettings(_Frozen):
     """ABC (Pareto) classes by cumulative share of revenue, customers ordered by monetary value descending."""
 
-    classes: list[str] = Field(default_factory=lambda: ["A", "B", "C"], min_length=2)
-    cumulative_revenue_shares: list[float] = Field(default_factory=lambda: [0.8, 0.95])
+    classes: list[str] = Field(min_length=2)
+    cumulative_revenue_shares: list[float]
     resolution: int = Field(default=1000, ge=10, description="Quantile grid used to locate the share boundaries.")
 
     @model_validator(mode="after")
@@ -276,22 +261,22 @@ class ValueClassSettings(_Frozen):
 class Settings(_Frozen):
     """The whole configuration of every job."""
 
-    spark: SparkSettings = Field(default_factory=SparkSettings)
+    spark: SparkSettings
     inputs: Inputs
     outputs: Outputs
-    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    mlflow: MlflowSettings
     generate: GenerateSettings
     quality: QualitySettings
     features: FeatureSettings
-    rfm: ScoreSettings = Field(default_factory=ScoreSettings)
-    value_class: ValueClassSettings = Field(default_factory=ValueClassSettings)
+    rfm: ScoreSettings
+    value_class: ValueClassSettings
     segments: SegmentSettings
-    tags: TagSettings = Field(default_factory=TagSettings)
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
-    tiers: TierSettings | None = None
-    audiences: AudienceSettings = Field(default_factory=AudienceSettings)
-    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
-    models: ModelSettings = Field(default_factory=ModelSettings)
+    tags: TagSettings
+    monitoring: MonitoringSettings
+    tiers: TierSettings | None = Field(description="Null: no stateful membership tiers.")
+    audiences: AudienceSettings
+    evaluation: EvaluationSettings
+    models: ModelSettings
     extensions: dict[str, Any] = Field(
         default_factory=dict, description="Free-form settings of optional modules; validated by those modules."
     )

@@ -16,62 +16,42 @@ ChurnMetric = Literal["auc", "pr_auc", "brier", "lift_top_decile"]
 class ClvModelSettings(_Frozen):
     """BG/NBD + Gamma-Gamma: the calibration/holdout split, the CLV horizon and when a new fit becomes champion."""
 
-    registered_model: str = "segmentation_clv"
-    time_unit: Literal["days", "weeks"] = "weeks"
+    registered_model: str
+    time_unit: Literal["days", "weeks"]
     calibration_end: dt.date | None = Field(
-        default=None, description="Last day of the calibration window; null: as-of minus holdout_days."
+        description="Last day of the calibration window; null: as-of minus holdout_days."
     )
-    holdout_days: int = Field(default=90, gt=0)
-    horizon_days: int = Field(default=365, gt=0, description="CLV and expected_purchases horizon.")
-    cash_flow_step_days: int = Field(default=30, gt=0, description="CLV cash flows are discounted once per step.")
-    annual_discount_rate: float = Field(default=0.1, gt=-1, lt=10)
+    holdout_days: int = Field(gt=0)
+    horizon_days: int = Field(gt=0, description="CLV and expected_purchases horizon.")
+    cash_flow_step_days: int = Field(gt=0, description="CLV cash flows are discounted once per step.")
+    annual_discount_rate: float = Field(gt=-1, lt=10)
     monetary_significant_digits: int = Field(
-        default=4, ge=2, le=12, description="Average order values are rounded to this many digits for the fit."
+        ge=2, le=12, description="Average order values are rounded to this many digits for the fit."
     )
-    frequency_table_max: int = Field(default=7, ge=1, description="Last row ('7+') of the actual-vs-expected table.")
-    promotion_metric: ClvMetric = "holdout_mae"
-    promotion_min_improvement: float = Field(default=0.0, ge=0)
+    frequency_table_max: int = Field(ge=1, description="Last row ('7+') of the actual-vs-expected table.")
+    promotion_metric: ClvMetric
+    promotion_min_improvement: float = Field(ge=0)
     max_iterations: int = Field(default=5000, gt=0)
-
-
-DEFAULT_CHURN_FEATURES = (
-    "recency_days",
-    "tenure_days",
-    "frequency",
-    "monetary",
-    "orders_30d",
-    "orders_90d",
-    "orders_365d",
-    "amount_90d",
-    "amount_365d",
-    "avg_order_value",
-    "mean_interval_days",
-    "std_interval_days",
-    "channel_count",
-    "discount_share",
-    "coupon_share",
-    "refund_share",
-)
 
 
 class ChurnModelSettings(_Frozen):
     """Gradient-boosted churn classifier: label horizon, holdout share, features, trees and promotion rule."""
 
-    registered_model: str = "segmentation_churn"
-    horizon_days: int = Field(default=90, gt=0, description="Churned = no completed purchase in this many days.")
-    cutoff: dt.date | None = Field(default=None, description="Feature cut-off; null: as-of minus horizon_days.")
-    holdout_share: float = Field(default=0.3, gt=0, lt=1)
-    features: list[str] = Field(default_factory=lambda: list(DEFAULT_CHURN_FEATURES), min_length=1)
-    null_fill: float = Field(default=-1.0, description="Value of a missing feature (e.g. no interval yet).")
-    max_iter: int = Field(default=40, gt=0)
-    max_depth: int = Field(default=4, gt=0)
-    step_size: float = Field(default=0.1, gt=0, le=1)
-    seed: int = 42
+    registered_model: str
+    horizon_days: int = Field(gt=0, description="Churned = no completed purchase in this many days.")
+    cutoff: dt.date | None = Field(description="Feature cut-off; null: as-of minus horizon_days.")
+    holdout_share: float = Field(gt=0, lt=1)
+    features: list[str] = Field(min_length=1)
+    null_fill: float = Field(description="Value of a missing feature (e.g. no interval yet).")
+    max_iter: int = Field(gt=0)
+    max_depth: int = Field(gt=0)
+    step_size: float = Field(gt=0, le=1)
+    seed: int
     quantile_relative_error: float = Field(default=0.001, gt=0, lt=1)
-    promotion_metric: ChurnMetric = "auc"
-    promotion_min_improvement: float = Field(default=0.0, ge=0)
+    promotion_metric: ChurnMetric
+    promotion_min_improvement: float = Field(ge=0)
 
 
 class ModelSettings(_Frozen):
-    clv: ClvModelSettings = Field(default_factory=ClvModelSettings)
-    churn: ChurnModelSettings = Field(default_factory=ChurnModelSettings)
+    clv: ClvModelSettings
+    churn: ChurnModelSettings
