@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from segmentation import bench, bench_reference
+from segmentation import bench
+from segmentation.bench.references import naive as naive_reference
 from segmentation.transforms.rules import exclusive_column
 
 AS_OF = dt.date(2026, 6, 30)
@@ -116,7 +117,7 @@ def test_duckdb_reference_applies_the_products_validity_rules_and_cut_semantics(
 @pytest.mark.spark
 def test_naive_python_rule_matches_the_products_case_expression_on_every_cell(spark, settings):
     rule_set = settings.segments.rule_sets["rfm_segment"]
-    segment, columns = bench_reference.python_rule(rule_set)
+    segment, columns = naive_reference.python_rule(rule_set)
     assert {"r_score", "f_score"} <= set(columns)
     cells = [dict(zip(columns, values, strict=True)) for values in itertools.product(range(6), repeat=len(columns))]
     df = spark.createDataFrame([tuple(c.values()) for c in cells], ", ".join(f"{c} int" for c in columns))
@@ -134,7 +135,7 @@ def test_naive_python_rule_refuses_conditions_beyond_simple_comparisons():
         }
     )
     with pytest.raises(ValueError, match="simple comparisons"):
-        bench_reference.python_rule(rules)
+        naive_reference.python_rule(rules)
 
 
 @pytest.mark.parametrize("resolution", [1, 7], ids=["days", "weeks"])
@@ -153,3 +154,56 @@ def test_clv_timing_fits_the_same_parameters_on_patterns_as_on_customers():
     assert row["patterns"] < row["customers"] / 3
     assert row["converged"] == [True, True]
     assert row["max_rel_param_diff"] < 1e-5
+
+
+def _size_row(orders: int, build_s: float, duckdb_s: float, naive_s: float | None) -> dict:
+    """One size's results as ``run`` records them, from hand-made measurements."""
+    from segmentation.bench.measure import RunResult
+    from segmentation.bench.runner import SizeResult, _size_dict
+
+    customers = orders // 20
+    load = (1.0, 1.0, 1.0)
+    extra = {"input_rows": orders, "valid_rows": orders, "customers": customers, "core_s": build_s * 0.8}
+    build = RunResult("build", build_s, [("features", build_s / 2)], 4_000.0, {**extra, "load_average": load})
+    duck = RunResult("duckdb", duckdb_s, [("read, validate, features", duckdb_s)], 900.0, {"load_average": load})
+    naive = RunResult("naive", naive_s, [], 4_100.0, {"load_average": load}) if naive_s else None
+    size = SizeResult(str(orders), orders, customers, orders, customers, 4, 10**6, False, None, build, duck, naive, {})
+    return _size_dict(size, session_start_s=5.0)
+
+
+def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produces(tmp_path):
+    from segmentation.bench import targets as bench_targets
+
+    loaded = bench.load_targets()
+    assert {t.metric for t in loaded} >= {"build_over_duckdb", "naive_over_build", "build_job_s", "driver_memory_gb"}
+    assert all(t.metric in bench_targets.METRICS for t in loaded)
+    # Results shaped by the benchmark's own code: every size and customer count a target names was run.
+    orders = sorted({n for t in loaded if bench_targets.METRICS[t.metric].scope == "size" for n in (t.at, t.over) if n})
+    (clv_row,) = bench.clv_fit_timings([2_000], seed=3)
+    results = {
+        "driver_memory": "4g",
+        "sizes": [_size_row(n, build_s=n / 1e5, duckdb_s=n / 5e5, naive_s=n / 2e4) for n in orders],
+        "clv": [{**clv_row, "customers": t.at} for t in loaded if bench_targets.METRICS[t.metric].scope == "clv"],
+    }
+    outcomes = bench_targets.evaluate_all(results, loaded)
+    assert [o.met is not None and o.value is not None for o in outcomes] == [True] * len(loaded), outcomes
+    by_metric = {o.target.metric: o for o in outcomes}
+    assert by_metric["build_over_duckdb"].value == pytest.approx((1_000 + 5) / 200)  # build whole process / DuckDB
+    assert by_metric["build_over_duckdb"].met is False  # threshold 4
+    assert by_metric["naive_over_build"].value == pytest.approx(5.0) and by_metric["naive_over_build"].met
+    assert by_metric["build_job_s"].value == pytest.approx(5.0)  # 100M over 20M: 1,000 s / 200 s
+    assert by_metric["driver_memory_gb"].value == 4.0 and by_metric["driver_memory_gb"].met
+    report = bench.render({**results, "machine": _machine(), "as_of": str(AS_OF), "command": "test"})
+    targets_section = report.split("## Targets", 1)[1]
+    assert all(f"| {t.name} |" in targets_section for t in loaded)
+    # Without the 100M size a target says it was not measured instead of failing.
+    (small,) = bench_targets.evaluate_all({"sizes": [_size_row(10**6, 50.0, 2.0, None)]}, loaded[:1])
+    assert small.met is None and "100,000,000 orders not run" in small.text and "1,000,000 orders: 27.50×" in small.text
+    bad = tmp_path / "targets.yaml"
+    bad.write_text("targets:\n  - {name: x, metric: nope, at: 1, comparison: '<', threshold: 1}\n")
+    with pytest.raises(ValueError, match=r"targets\[0\].*not a benchmark metric"):
+        bench.load_targets(bad)
+
+
+def _machine() -> dict:
+    return {"cpu": "test", "nproc": 2, "memory_gb": 1.0, "os": "test", "python": "3", "load_average": (0.0, 0.0, 0.0)}
