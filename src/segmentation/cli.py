@@ -1,4 +1,4 @@
-"""``segmentation <verb>``: one verb per job. Parses the configuration, builds the session, calls the pipeline.
+"""``segmentation <verb>``: one verb per job. Parses the configuration, builds the session, calls the job's pipeline.
 
 Exit codes: 0 success, 2 bad configuration or arguments, 3 bad input data (nothing written), 1 internal error.
 """
@@ -43,7 +43,7 @@ def _spark(settings: Settings):
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
-    from segmentation.pipeline import run_generate
+    from segmentation.pipelines import run_generate
 
     result = run_generate(_spark(settings), settings, as_of)
     print(f"orders: {result.orders_path} (version {result.orders_version})")
@@ -55,7 +55,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings, as_of: dt.date) -
 
 
 def cmd_build(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
-    from segmentation.pipeline import run_build
+    from segmentation.pipelines import run_build
 
     spark = _spark(settings)
     result = run_build(spark, settings, as_of)
@@ -91,7 +91,7 @@ def _print_segment_sizes(spark, settings: Settings, as_of: dt.date) -> None:
 def cmd_evaluate(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
     import pyspark.sql.functions as F
 
-    from segmentation.pipeline import run_evaluate
+    from segmentation.pipelines import run_evaluate
 
     spark = _spark(settings)
     result = run_evaluate(spark, settings, as_of)
@@ -124,7 +124,7 @@ def _num(value: float | None) -> str:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
-    from segmentation.pipeline import run_report
+    from segmentation.pipelines import run_report
 
     result = run_report(_spark(settings), settings, as_of)
     if result.unavailable:
@@ -175,7 +175,7 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
-    from segmentation.pipeline import run_train
+    from segmentation.pipelines import run_train
 
     result = run_train(_spark(settings), settings, as_of)
     print(f"as-of {result.as_of}  orders version {result.orders_version}  tracking {settings.mlflow.tracking_uri}")
@@ -199,7 +199,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
-    from segmentation.pipeline import run_score
+    from segmentation.pipelines import run_score
 
     result = run_score(_spark(settings), settings, as_of)
     print(
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"input error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:  # classified below; anything else is an internal error with its traceback
-        from segmentation.pipeline import InputError
+        from segmentation.errors import InputError
 
         if isinstance(exc, InputError):
             print(f"input error: {exc}", file=sys.stderr)

@@ -1,8 +1,7 @@
-"""Table contracts: the columns, types, keys and constraints every input and output table promises.
+"""Input contracts: the columns and types every input table must have.
 
 Inputs are checked before anything is written, so a missing or mistyped column stops a job with one message that names
-every offending column and what it expected. Outputs carry NOT NULL and CHECK constraints in Delta so a bad write
-fails instead of reaching a CRM.
+every offending column and what it expected. Output contracts live with the output registry (``outputs``).
 """
 
 from __future__ import annotations
@@ -178,85 +177,3 @@ def conform(df: DataFrame, contract: Contract, keep: Sequence[str] = ()) -> Data
         return F.col(name).cast(dtype).alias(name)
 
     return df.select(*[column(c, t) for c, t in contract.columns.items()], *keep)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Output contracts: enforced by Delta on every write
-# --------------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Check:
-    """A named CHECK constraint on one column; ``{bins}`` in the expression is the configured number of score bins."""
-
-    name: str
-    column: str
-    expression: str
-
-
-@dataclass(frozen=True)
-class OutputConstraints:
-    """NOT NULL columns and CHECK constraints of an output table, set in the commit that creates the table.
-
-    A CHECK on a nullable column states ``IS NULL OR`` explicitly (prospects carry no scores). Constraints on a column
-    the table does not have are left out, so a contract can describe optional columns.
-    """
-
-    not_null: tuple[str, ...] = ()
-    checks: tuple[Check, ...] = ()
-
-    def resolved(self, bins: int) -> OutputConstraints:
-        return OutputConstraints(
-            self.not_null, tuple(Check(c.name, c.column, c.expression.format(bins=bins)) for c in self.checks)
-        )
-
-    def for_columns(self, columns: Collection[str]) -> OutputConstraints:
-        present = set(columns)
-        return OutputConstraints(
-            tuple(c for c in self.not_null if c in present), tuple(c for c in self.checks if c.column in present)
-        )
-
-
-def _score_check(column: str) -> Check:
-    return Check(f"{column}_range", column, f"{column} IS NULL OR ({column} >= 1 AND {column} <= {{bins}})")
-
-
-OUTPUT_CONSTRAINTS: Mapping[str, OutputConstraints] = {
-    "customer_features": OutputConstraints(
-        not_null=("as_of_date", "customer_id", "recency_days", "frequency", "monetary", "orders_total"),
-        checks=(
-            Check("recency_not_negative", "recency_days", "recency_days >= 0"),
-            Check("orders_positive", "orders_total", "orders_total > 0"),
-        ),
-    ),
-    "customer_segments": OutputConstraints(
-        not_null=("as_of_date", "customer_id", "rfm_segment", "run_id"),
-        checks=(
-            _score_check("r_score"),
-            _score_check("f_score"),
-            _score_check("m_score"),
-            Check(
-                "churn_probability_range",
-                "churn_probability",
-                "churn_probability IS NULL OR (churn_probability >= 0 AND churn_probability <= 1)",
-            ),
-        ),
-    ),
-    "customer_tags": OutputConstraints(not_null=("as_of_date", "customer_id", "tag_group", "tag")),
-    "campaign_audiences": OutputConstraints(
-        not_null=("as_of_date", "campaign_id", "customer_id", "arm"),
-        checks=(Check("arm_values", "arm", "arm IN ('treatment', 'control')"),),
-    ),
-    "segment_summary": OutputConstraints(
-        not_null=("as_of_date", "dimension", "customers"),
-        checks=(Check("customers_positive", "customers", "customers > 0"),),
-    ),
-    "orders_rejected": OutputConstraints(not_null=("as_of_date", "reject_reason", "run_id")),
-    "segment_runs": OutputConstraints(
-        not_null=("as_of_date", "job", "run_id", "status"),
-        checks=(Check("status_values", "status", "status IN ('complete', 'failed')"),),
-    ),
-}
-
-
-def output_constraints(table: str, bins: int) -> OutputConstraints:
-    """The constraints of an output table (a field name of ``OutputTables``); none for a table without a contract."""
-    return OUTPUT_CONSTRAINTS.get(table, OutputConstraints()).resolved(bins)

@@ -89,15 +89,15 @@ def _stand_in_audiences(spark, settings, as_of: dt.date) -> None:
 @pytest.fixture(scope="session")
 def generated_run(spark, conf_dir, tmp_path_factory) -> Run:
     """Generate ~1,200 customers, build two snapshots (migration needs a previous one), fill what later jobs fill."""
-    from segmentation import pipeline
+    from segmentation import pipelines
     from segmentation.config import load_settings
 
     lake = tmp_path_factory.mktemp("ecosystem")
     overrides = run_overrides(lake)
     settings = load_settings([conf_dir / "local.yaml"], list(overrides))
-    pipeline.run_generate(spark, settings, AS_OF_PREVIOUS)
-    pipeline.run_build(spark, settings, AS_OF_PREVIOUS)
-    pipeline.run_build(spark, settings, AS_OF)
+    pipelines.run_generate(spark, settings, AS_OF_PREVIOUS)
+    pipelines.run_build(spark, settings, AS_OF_PREVIOUS)
+    pipelines.run_build(spark, settings, AS_OF)
     _stand_in_predictions(spark, settings, AS_OF)
     _stand_in_audiences(spark, settings, AS_OF)
     return Run(lake, overrides, settings)

@@ -172,7 +172,7 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def small_orders(spark, tmp_path_factory, conf_dir) -> tuple[Path, list[str]]:
     """~600 customers generated in local mode: the cluster test is about submission, not generation."""
-    from segmentation import pipeline
+    from segmentation import pipelines
     from segmentation.config import load_settings
 
     lake = tmp_path_factory.mktemp("cluster-lake")
@@ -185,7 +185,7 @@ def small_orders(spark, tmp_path_factory, conf_dir) -> tuple[Path, list[str]]:
         "generate.orders=5000",
         "generate.customers_per_partition=300",
     ]
-    pipeline.run_generate(spark, load_settings([conf_dir / "local.yaml"], overrides), AS_OF)
+    pipelines.run_generate(spark, load_settings([conf_dir / "local.yaml"], overrides), AS_OF)
     return lake, overrides
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from segmentation import pipeline, report
+from segmentation import pipelines, report
 from segmentation.cli import EXIT_OK, main
 from segmentation.config import load_settings
 
@@ -130,7 +130,7 @@ def test_report_renders_in_headless_chromium(report_path, tmp_path):
 
 def test_sections_without_data_say_not_available(generated_run, spark):
     """The first snapshot has no earlier one and no predictions: those sections say so, the others are drawn."""
-    result = pipeline.run_report(spark, generated_run.settings, AS_OF_PREVIOUS)
+    result = pipelines.run_report(spark, generated_run.settings, AS_OF_PREVIOUS)
 
     assert "migration" in result.unavailable
     assert "scores" in result.unavailable
@@ -142,7 +142,7 @@ def test_report_on_an_empty_lake_renders_every_section_as_not_available(spark, c
     settings = load_settings(
         [conf_dir / "local.yaml"], [f"outputs.path={tmp_path / 'nothing'}", f"outputs.report_dir={tmp_path}"]
     )
-    result = pipeline.run_report(spark, settings, AS_OF)
+    result = pipelines.run_report(spark, settings, AS_OF)
 
     assert result.unavailable == list(SECTIONS)
     page = parse(Path(result.path))

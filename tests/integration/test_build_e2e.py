@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from segmentation import pipeline
+from segmentation import pipelines
 from segmentation.config import load_settings
 
 pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e]
@@ -35,8 +35,8 @@ def built(spark, conf_dir, tmp_path_factory):
             "generate.dirty_share=0.01",
         ],
     )
-    pipeline.run_generate(spark, settings, AS_OF)
-    first = pipeline.run_build(spark, settings, AS_OF)
+    pipelines.run_generate(spark, settings, AS_OF)
+    first = pipelines.run_build(spark, settings, AS_OF)
     return settings, first
 
 
@@ -111,7 +111,7 @@ def test_rerun_same_as_of_changes_nothing(built, spark):
     settings, first = built
     before = {n: slice_of(settings, n).sort_by([("customer_id", "ascending")]) for n in ("customer_segments",)}
     features_before = slice_of(settings, "customer_features").sort_by([("customer_id", "ascending")])
-    second = pipeline.run_build(spark, settings, AS_OF)
+    second = pipelines.run_build(spark, settings, AS_OF)
     assert second.run_id == first.run_id
     after = slice_of(settings, "customer_segments").sort_by([("customer_id", "ascending")])
     assert after.equals(before["customer_segments"])
@@ -130,7 +130,7 @@ def test_ranking_every_row_gives_the_same_outputs(built, spark, tmp_path):
             "outputs": settings.outputs.model_copy(update={"path": str(tmp_path / "out")}),
         }
     )
-    second = pipeline.run_build(spark, windowed, AS_OF)
+    second = pipelines.run_build(spark, windowed, AS_OF)
     assert (second.valid_rows, second.rejected_rows, second.reasons) == (
         first.valid_rows,
         first.rejected_rows,

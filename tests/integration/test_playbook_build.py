@@ -7,7 +7,7 @@ import datetime as dt
 import pyspark.sql.functions as F
 import pytest
 
-from segmentation import pipeline
+from segmentation import pipelines
 from segmentation.config import Settings
 from tests.conftest import order_row
 
@@ -70,8 +70,8 @@ def built(spark, tmp_path_factory, conf_dir):
             "quality.max_rejected_share=1",  # June orders are in the future of D1
         ],
     )
-    pipeline.run_build(spark, settings, D1)
-    pipeline.run_build(spark, settings, D2)
+    pipelines.run_build(spark, settings, D1)
+    pipelines.run_build(spark, settings, D2)
     return settings
 
 
@@ -195,7 +195,7 @@ def test_evaluate_writes_uplift(spark, built, tmp_path):
     data = built.model_dump()
     data["inputs"]["campaign_responses"] = {"path": responses_path}
     settings = Settings.model_validate(data)
-    result = pipeline.run_evaluate(spark, settings, D1)
+    result = pipelines.run_evaluate(spark, settings, D1)
     written = _rows(_table(spark, settings, "campaign_uplift"), D1)
     uplift = {(r["campaign_id"], r["dimension"], r["segment"]): r for r in written}
     audience = _rows(_table(spark, settings, "campaign_audiences"), D1)

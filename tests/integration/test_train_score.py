@@ -15,7 +15,7 @@ import pandas as pd
 import pyspark.sql.functions as F
 import pytest
 
-from segmentation import io, pipeline
+from segmentation import io, pipelines
 from segmentation.config import load_settings
 from segmentation.models import clv_training as ct
 from segmentation.models import tracking
@@ -70,12 +70,12 @@ def _write_build_snapshots(spark, settings):
 def runs(spark, tmp_path_factory, conf_dir):
     lake = tmp_path_factory.mktemp("train_score") / "lake"
     weak, good = _settings(conf_dir, lake, *WEAK_CHURN), _settings(conf_dir, lake, *GOOD_CHURN)
-    pipeline.run_generate(spark, weak, AS_OF)
+    pipelines.run_generate(spark, weak, AS_OF)
     _write_build_snapshots(spark, weak)
-    first = pipeline.run_train(spark, weak, AS_OF)
-    second = pipeline.run_train(spark, good, AS_OF)
-    scored = pipeline.run_score(spark, good, AS_OF)
-    scored_again = pipeline.run_score(spark, good, AS_OF)
+    first = pipelines.run_train(spark, weak, AS_OF)
+    second = pipelines.run_train(spark, good, AS_OF)
+    scored = pipelines.run_score(spark, good, AS_OF)
+    scored_again = pipelines.run_score(spark, good, AS_OF)
     return {"settings": good, "first": first, "second": second, "scored": scored, "scored_again": scored_again}
 
 

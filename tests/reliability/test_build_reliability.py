@@ -14,8 +14,10 @@ import pyspark.sql.functions as F
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from segmentation import io, pipeline
+from segmentation import io, pipelines
 from segmentation.config import load_settings
+from segmentation.errors import InputError
+from segmentation.runs import JobRun
 from tests.conftest import ORDER_COLUMNS, order_row
 from tests.reliability.data import AS_OF, EXCLUSION_COLUMNS, FX_COLUMNS, fx_rows, good_rows
 
@@ -91,13 +93,13 @@ def scenario(spark, conf_dir, tmp_path_factory):
     spark.createDataFrame(EXCLUSIONS, EXCLUSION_COLUMNS).write.format("delta").save(str(lake / "exclusions"))
 
     out = {"settings": settings}
-    out["first"] = pipeline.run_build(spark, settings, AS_OF)
-    out["rerun"] = pipeline.run_build(spark, settings, AS_OF)
+    out["first"] = pipelines.run_build(spark, settings, AS_OF)
+    out["rerun"] = pipelines.run_build(spark, settings, AS_OF)
 
     strict = load_settings([conf_dir / "local.yaml"], [*overrides, "quality.max_rejected_share=0.5"])
     out["versions_before_refusal"] = output_versions(spark, settings)
-    with pytest.raises(pipeline.InputError) as refused:
-        pipeline.run_build(spark, strict, AS_OF)
+    with pytest.raises(InputError) as refused:
+        pipelines.run_build(spark, strict, AS_OF)
     out["refusal"] = str(refused.value)
     out["versions_after_refusal"] = output_versions(spark, settings)
 
@@ -113,7 +115,7 @@ def scenario(spark, conf_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(io, "write_snapshot", crash_before_segments)
         with pytest.raises(RuntimeError, match="injected failure") as crashed:
-            pipeline.run_build(spark, settings, AS_OF)
+            pipelines.run_build(spark, settings, AS_OF)
     out["crash"] = str(crashed.value)
     out["versions_after_crash"] = output_versions(spark, settings)
     out["runs_after_crash"] = [
@@ -126,7 +128,7 @@ def scenario(spark, conf_dir, tmp_path_factory):
         settings.outputs.table_path("customer_features"),
         AS_OF,
     ).collect()
-    out["recovered"] = pipeline.run_build(spark, settings, AS_OF)
+    out["recovered"] = pipelines.run_build(spark, settings, AS_OF)
     return out
 
 
@@ -256,15 +258,17 @@ def test_output_constraints_stop_a_bad_write(spark, scenario):
     bad_scores = io.read_output(spark, segments_path, AS_OF).withColumn(
         "r_score", F.when(F.col("customer_id") == "c1", F.lit(9)).otherwise(F.col("r_score"))
     )
+    run = JobRun(spark, settings, "build", AS_OF)
+    run.begin({})
     with pytest.raises(Exception, match="r_score_range"):
-        pipeline.write_output(settings, "customer_segments", bad_scores, AS_OF)
+        run.write("customer_segments", bad_scores)
     audiences_path = settings.outputs.table_path("campaign_audiences")
     audiences = io.read_output(spark, audiences_path, AS_OF)
     bad_arm = audiences.limit(1).withColumn("arm", F.lit("maybe"))
     with pytest.raises(Exception, match="arm_values"):
-        pipeline.write_output(settings, "campaign_audiences", bad_arm, AS_OF)
+        run.write("campaign_audiences", bad_arm)
     missing_id = io.read_output(spark, segments_path, AS_OF).withColumn("customer_id", F.lit(None).cast("string"))
     with pytest.raises(Exception, match="NOT NULL constraint violated for column: customer_id"):
-        pipeline.write_output(settings, "customer_segments", missing_id, AS_OF)
+        run.write("customer_segments", missing_id)
     assert io.table_version(spark, segments_path) == version
     assert io.table_version(spark, audiences_path) == recovered.versions["campaign_audiences"]

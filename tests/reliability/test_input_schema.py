@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-from segmentation import pipeline
+from segmentation import pipelines
+from segmentation.pipelines import common
+from segmentation.runs import JobRun
 from segmentation.schema import SchemaError
 from tests.reliability.data import AS_OF
 
@@ -37,7 +39,7 @@ def test_missing_and_mistyped_columns_are_all_named_and_nothing_is_written(spark
         spark, settings.inputs.orders.path, [("o1", "web", 1, "2026-06-01", "10.5", "CNY", "completed", "x", None)], ddl
     )
     with pytest.raises(SchemaError) as info:
-        pipeline.run_build(spark, settings, AS_OF)
+        pipelines.run_build(spark, settings, AS_OF)
     message = str(info.value)
     assert message.startswith(f"orders table at {settings.inputs.orders.path} does not fit its contract:")
     assert "column 'customer_id' is bigint, expected string" in message
@@ -62,7 +64,7 @@ def test_a_reference_table_with_a_wrong_type_is_named(spark, settings_for, lake,
         match=r"fx_rates table at .*fx does not fit its contract:\n  column 'rate_date' is "
         r"string, expected date",
     ):
-        pipeline.run_build(spark, settings, AS_OF)
+        pipelines.run_build(spark, settings, AS_OF)
     assert not os.path.exists(settings.outputs.path)
 
 
@@ -85,17 +87,17 @@ def test_text_columns_parse_in_several_formats_whatever_the_session_time_zone(sp
     previous = spark.conf.get("spark.sql.session.timeZone")
     try:
         spark.conf.set("spark.sql.session.timeZone", "Asia/Shanghai")
-        orders = pipeline.read_orders(spark, settings)
-        tagged = pipeline.tag_orders(spark, settings, AS_OF, orders.df, None)
+        run = JobRun(spark, settings, "build", AS_OF)
+        tagged = common.read_and_tag_orders(run).tagged_df
         import pyspark.sql.functions as F
 
         got = {
             r["order_id"]: (r["epoch"], None if r["amount"] is None else str(r["amount"]), r["reject_reason"])
-            for r in tagged.df.select(
+            for r in tagged.select(
                 "order_id", F.unix_seconds("order_ts").alias("epoch"), "amount", "reject_reason"
             ).collect()
         }
-        tagged.release()
+        run.release()
     finally:
         spark.conf.set("spark.sql.session.timeZone", previous)
     late = int(dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.timezone.utc).timestamp())

@@ -2,8 +2,8 @@
 
 A window without ``partitionBy``, a global sort to rank customers or a ``limit`` shows up in the physical plan as an
 ``Exchange SinglePartition`` over row-level data: on one core it is the step that stops a job at 100M orders. The
-tests wire every DataFrame the build job writes the way ``pipeline.run_build`` does, on a small hand-made input, and
-walk their physical plans. A global aggregate is allowed: its exchange carries one partial-aggregate row per
+tests take every DataFrame the build job writes from its own ``build_frames``, on a small hand-made input, and walk
+their physical plans. A global aggregate is allowed: its exchange carries one partial-aggregate row per
 partition, not the rows.
 
 The second test proves the checker bites: it flags the naive reference's ``ntile`` over unpartitioned windows.
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyspark.sql.functions as F
 import pytest
 from pyspark.sql import DataFrame
 
-from segmentation import bench_reference, pipeline
-from segmentation.transforms import audiences, monitoring, quality, segments, tags
-from segmentation.transforms import features as feat
+from segmentation.bench.references import naive as bench_reference
+from segmentation.pipelines.build import BUILD_TABLES, BuildInputs, build_frames
+from segmentation.transforms import quality
 from segmentation.transforms.identity import stitch_identities
 from tests.conftest import ORDER_COLUMNS, order_row
 
@@ -64,9 +65,10 @@ def _orders():
 
 @pytest.fixture(scope="module")
 def build_plans(spark, conf_dir, tmp_path_factory):
-    """Physical plans of every DataFrame the build job writes, wired as ``pipeline.run_build`` wires them.
+    """Physical plans of every DataFrame the build job writes, from the job's own ``build_frames``.
 
-    Planning reads no data; only the quantile pass of the scores runs (on nine rows), so this stays fast.
+    Planning reads no data; only the quantile pass of the scores runs (on nine rows), so this stays fast. The previous
+    snapshot is today's segments again, so the migration and tier-state joins are planned too.
     """
     from segmentation.config import load_settings
 
@@ -79,24 +81,19 @@ def build_plans(spark, conf_dir, tmp_path_factory):
         [("web", "c1", "u1"), ("app", "c2", "u2"), ("store", "c3", "u1")],
         "channel string, channel_customer_id string, customer_id string",
     )
-    tagged = pipeline.tag_orders(spark, settings, AS_OF, orders_df, identity_df)
-    valid = stitch_identities(quality.valid_orders(tagged.df), identity_df)
-    features_df = feat.customer_features(valid, AS_OF, settings.features, settings.quality)
-    scored = pipeline.score_customers(features_df, settings, None, AS_OF)
-    population = pipeline.with_tier_state(scored, None, settings, AS_OF)
-    segments_df = segments.segments_snapshot(population, pipeline.segment_output_columns(settings), RUN_ID)
-    dimensions = pipeline._summary_dimensions(settings)
-    frames = {
-        "orders_rejected": quality.rejected_orders(tagged.df, AS_OF, RUN_ID),
-        "customer_features": features_df,
-        "customer_segments": segments_df,
-        "segment_summary": segments.segment_summary(segments_df, dimensions, AS_OF, RUN_ID),
-        "segment_migration": monitoring.segment_migration(
-            segments_df, segments_df, list(dimensions), AS_OF, AS_OF - dt.timedelta(days=1), RUN_ID
-        ),
-        "customer_tags": tags.customer_tags(population, settings.tags.rule_sets, AS_OF, RUN_ID),
-        "campaign_audiences": audiences.campaign_audiences(population, settings.audiences.campaigns, AS_OF, RUN_ID),
-    }
+    tagged_df = quality.with_reject_reason(orders_df, AS_OF, settings.quality)
+    valid_df = stitch_identities(quality.valid_orders(tagged_df), identity_df)
+    first = build_frames(BuildInputs(valid_df, tagged_df), settings, AS_OF, RUN_ID)
+    previous = AS_OF - dt.timedelta(days=1)
+    inputs = BuildInputs(
+        valid_df,
+        tagged_df,
+        previous_as_of=previous,
+        previous_segments_df=first["customer_segments"].withColumn("as_of_date", F.lit(previous)),
+        previous_summary_df=first["segment_summary"],
+    )
+    frames = build_frames(inputs, settings, AS_OF, RUN_ID)
+    assert set(frames) == set(BUILD_TABLES)
     return settings, orders_df, {name: plan_text(df) for name, df in frames.items()}
 
 

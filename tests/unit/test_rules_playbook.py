@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from segmentation import pipeline
+from segmentation import pipelines
 from segmentation.config import ConfigError
-from segmentation.transforms import quality, segments
+from segmentation.transforms import quality, scoring, segments
 from segmentation.transforms.features import customer_features
 from segmentation.transforms.population import registrations
 from segmentation.transforms.tags import customer_tags
@@ -32,7 +32,7 @@ def _segment(spark, settings, rule_set: str, rows, ddl: str):
 
 
 def test_base_playbook_passes_check_rules(spark, settings):
-    pipeline.check_rules(spark, settings, AS_OF)
+    pipelines.check_rules(spark, settings, AS_OF)
 
 
 def test_bad_campaign_condition_names_campaign_and_column(spark, settings_for):
@@ -41,13 +41,13 @@ def test_bad_campaign_condition_names_campaign_and_column(spark, settings_for):
         " channel: sms, trigger: weekly}]"
     )
     with pytest.raises(ConfigError, match=r"audiences\.campaigns(.|\n)*rule 'c1'(.|\n)*orders_9d"):
-        pipeline.check_rules(spark, settings, AS_OF)
+        pipelines.check_rules(spark, settings, AS_OF)
 
 
 def test_bad_tier_keep_condition_is_rejected(spark, settings_for):
     settings = settings_for("tiers.keep.premium.condition=amount_999d_pct >= 0.8")
     with pytest.raises(ConfigError, match=r"tiers\.keep(.|\n)*rule 'premium'(.|\n)*amount_999d_pct"):
-        pipeline.check_rules(spark, settings, AS_OF)
+        pipelines.check_rules(spark, settings, AS_OF)
 
 
 VALUE_DDL = (
@@ -173,7 +173,7 @@ def population_df(spark, settings):
         ],
         "customer_id string, registered_at timestamp",
     )
-    return pipeline.score_customers(features_df, settings, registrations(profiles, AS_OF), AS_OF)
+    return scoring.score_customers(features_df, settings, registrations(profiles, AS_OF), AS_OF)
 
 
 def test_lifecycle_and_prospects_from_orders(spark, population_df):

@@ -3,7 +3,7 @@
 For every size the benchmark generates synthetic orders once (reused while the parameters are unchanged), then runs
 over the same Delta snapshot, side by side in one process:
 
-* **build**: the product's ``pipeline.run_build``, Delta to Delta, timed per stage;
+* **build**: the product's ``pipelines.run_build``, Delta to Delta, timed per stage;
 * **duckdb**: the same features, R/F/M quantile scores and RFM segments as one DuckDB SQL script over the table's
   current Parquet files (the file list comes from the Delta log through ``deltalake``, so it reads exactly the
   snapshot Spark reads), in a subprocess so its peak memory is its own;
@@ -16,7 +16,7 @@ targets of ``targets.yaml``. Every figure that compares two things comes from on
 absolute times on a shared machine move with the load; the ratios move much less.
 
 Modules: ``datasets`` (the inputs under ``.cache/bench``), ``references`` (DuckDB and naive PySpark), ``measure``
-(timing, memory, skew, agreement; the only module that calls :mod:`segmentation.pipeline`), ``clv_timing``,
+(timing, memory, skew, agreement; the only module that calls :mod:`segmentation.pipelines`), ``clv_timing``,
 ``targets`` (``targets.yaml``), ``render`` (the Markdown report) and ``runner`` (the whole run).
 
 Spark, pandas and deltalake are imported inside functions throughout: the DuckDB worker imports this package and

@@ -1,8 +1,8 @@
 """Measuring one implementation: wall time, per-stage times, peak memory, per-task skew, agreement of outputs.
 
-Every use of :mod:`segmentation.pipeline` in the benchmark is one of the three small adapters at the top of this
-module (``generate_orders``, ``read_orders``, ``timed_build``), so a change of the pipeline's API, such as stage
-listeners passed to ``run_build`` instead of the module-global ``pipeline.stage_listeners``, is made here only.
+Every use of :mod:`segmentation.pipelines` in the benchmark is one of the three small adapters at the top of this
+module (``generate_orders``, ``read_orders``, ``timed_build``); the build's stage times come from a listener passed to
+``run_build``, the run protocol's hook.
 
 Only the standard library is imported at module level: the DuckDB worker imports this package and its start-up
 time and memory must not include Spark, pandas or deltalake.
@@ -44,33 +44,28 @@ OUTSIDE_STAGES = "outside named stages (rule checks, reference tables, planning)
 # ----------------------------------------------------------------------------------------------------------------------
 def generate_orders(spark, settings, as_of: dt.date) -> None:
     """Write the synthetic orders ``settings.generate`` describes to ``settings.inputs.orders``."""
-    from segmentation import pipeline
+    from segmentation import pipelines
 
-    pipeline.run_generate(spark, settings, as_of)
+    pipelines.run_generate(spark, settings, as_of)
 
 
 def read_orders(spark, settings):
     """The orders table as the product reads it (a DataFrame), for the naive reference."""
-    from segmentation import pipeline
+    from segmentation.pipelines import common
 
-    return pipeline.read_orders(spark, settings).df
+    return common.read_orders(spark, settings).df
 
 
 def timed_build(spark, settings, as_of: dt.date) -> tuple[Any, list[tuple[str, float]]]:
-    """``pipeline.run_build`` and the seconds of each named stage, in the order the stages finished."""
-    from segmentation import pipeline
+    """``pipelines.run_build`` and the seconds of each named stage, in the order the stages finished."""
+    from segmentation import pipelines
 
     stages: list[tuple[str, float]] = []
 
     def listen(name: str, seconds: float, info: dict) -> None:
         stages.append((name, seconds))
 
-    pipeline.stage_listeners.append(listen)
-    try:
-        result = pipeline.run_build(spark, settings, as_of)
-    finally:
-        pipeline.stage_listeners.remove(listen)
-    return result, stages
+    return pipelines.run_build(spark, settings, as_of, listeners=[listen]), stages
 
 
 # ----------------------------------------------------------------------------------------------------------------------

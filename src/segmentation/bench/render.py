@@ -58,7 +58,7 @@ def render(results: Mapping[str, Any], notes: str = "") -> str:
             if results.get("warmup")
             else "none; the first build in the session also pays class loading and JIT compilation."
         ),
-        "- build = `pipeline.run_build` (every output table); build core = its stages that produce what the",
+        "- build = `pipelines.run_build` (every output table); build core = its stages that produce what the",
         "  references produce (read, validate, features, scores and segments, write features and segments) plus the",
         "  time outside named stages (rule checks, reference tables, planning).",
         "",

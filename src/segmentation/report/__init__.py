@@ -6,7 +6,7 @@ the images are embedded as base64 PNG, so the file opens in any browser with no 
 
 The report reads whatever the other jobs have written and degrades section by section: a table or column that is
 missing or empty (``score`` has not run, no campaign is configured, there is no earlier snapshot) gives a note
-"not available for this run" instead of a failure. This module never reads tables itself: ``pipeline.run_report``
+"not available for this run" instead of a failure. This module never reads tables itself: ``pipelines.report.run_report``
 passes the DataFrames in.
 """
 

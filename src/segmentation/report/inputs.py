@@ -1,4 +1,4 @@
-"""What the report is drawn from: the DataFrames ``pipeline.run_report`` reads, passed in as one value."""
+"""What the report is drawn from: the DataFrames ``pipelines.report.run_report`` reads, passed in as one value."""
 
 from __future__ import annotations
 

@@ -12,12 +12,15 @@ are counted apart as ``entered`` and ``left`` so they never blur the transition 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
 from segmentation.config import MonitoringSettings
+
+log = logging.getLogger(__name__)
 
 KEY = "customer_id"
 STAYED, MOVED, ENTERED, LEFT = "stayed", "moved", "entered", "left"
@@ -145,3 +148,22 @@ def with_share_warnings(
             ),
         )
     )
+
+
+def log_share_warnings(summary_df: DataFrame) -> None:
+    """Log the flagged segments of a summary (a handful of rows), one line per dimension, so an operator sees them in
+    the job log without a 27-cell grid flooding it."""
+    flagged = (
+        summary_df.where(F.col("warning").isNotNull())
+        .select("dimension", "segment", "share", "previous_share", "warning")
+        .orderBy("dimension", "segment")
+        .collect()
+    )
+    by_dimension: dict[str, list[str]] = {}
+    for row in flagged:
+        previous = "" if row["previous_share"] is None else f" from {row['previous_share']:.1%}"
+        by_dimension.setdefault(row["dimension"], []).append(
+            f"{row['segment']} {row['share']:.1%}{previous} ({row['warning']})"
+        )
+    for dimension, entries in by_dimension.items():
+        log.warning("segment share warnings in %s: %s", dimension, "; ".join(entries))

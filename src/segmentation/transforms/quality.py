@@ -7,11 +7,13 @@ the two outputs are its null and non-null halves.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, Window
 
 from segmentation.config import QualitySettings
+from segmentation.errors import InputError
 from segmentation.transforms.columns import end_of_day_seconds, parse_utc_timestamp
 
 REASON = "reject_reason"
@@ -236,3 +238,23 @@ def count_reasons(rejected_df: DataFrame, input_rows: int) -> dict[str | None, i
     counts: dict[str | None, int] = {r[REASON]: int(r["count"]) for r in reason_counts(rejected_df).collect()}
     counts[None] = input_rows - sum(counts.values())
     return counts
+
+
+def check_rejected_share(counts: Mapping[str | None, int], max_share: float, source: str) -> None:
+    """Stop (``InputError``) when the table is empty or the share of invalid rows is above ``max_share``.
+
+    Intentional rejections (excluded customers) are neither invalid nor part of the base the share is taken of.
+    """
+    total = sum(counts.values())
+    intentional = sum(v for k, v in counts.items() if k in INTENTIONAL_REASONS)
+    rejected = total - counts.get(None, 0) - intentional
+    share = rejected / (total - intentional) if total > intentional else 0.0
+    if total == 0:
+        raise InputError(f"the orders table {source} is empty")
+    if share > max_share:
+        detail = ", ".join(f"{k}={v:,}" for k, v in sorted((k, v) for k, v in counts.items() if k is not None))
+        raise InputError(
+            f"{rejected:,} of {total - intentional:,} order rows ({share:.2%}) are invalid"
+            + (f" ({intentional:,} excluded rows not counted)" if intentional else "")
+            + f", above quality.max_rejected_share={max_share:.2%}; no output was written. Reasons: {detail}"
+        )

@@ -11,13 +11,18 @@ Higher scores are better: frequency and monetary score their bucket, recency sco
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from segmentation.config import ScoreSettings, ValueClassSettings
+from segmentation.config import ConfigError, ScoreSettings, Settings, ValueClassSettings
+from segmentation.transforms import population, segments
+
+log = logging.getLogger(__name__)
 
 RFM_METRICS: Mapping[str, str] = {"r_score": "recency_days", "f_score": "frequency", "m_score": "monetary"}
 LOWER_IS_BETTER = frozenset({"recency_days"})
@@ -44,7 +49,14 @@ def quantile_grid(
         return QuantileGrid(probs, {})
     cast_df = df.select(*[F.col(c).cast("double").alias(c) for c in columns])
     result = cast_df.approxQuantile(list(columns), list(probs), relative_error)
-    return QuantileGrid(probs, {c: tuple(float(v) for v in vals) for c, vals in zip(columns, result, strict=True)})
+    # No rows (or only nulls) gives no quantiles: a flat grid at 0 keeps every later expression well defined.
+    return QuantileGrid(
+        probs,
+        {
+            c: tuple(float(v) for v in vals) if vals else (0.0,) * len(probs)
+            for c, vals in zip(columns, result, strict=True)
+        },
+    )
 
 
 def score_probabilities(bins: int) -> list[float]:
@@ -174,3 +186,43 @@ def with_value_class(df: DataFrame, boundaries: Sequence[float], settings: Value
         else:
             expr = F.when(F.col("monetary") >= F.lit(boundary), F.lit(label)).otherwise(expr)
     return df.withColumn("value_class", expr)
+
+
+def score_customers(
+    features_df: DataFrame,
+    settings: Settings,
+    registrations_df: DataFrame | None = None,
+    as_of: dt.date | None = None,
+    check: segments.RuleCheck | None = None,
+) -> DataFrame:
+    """Percentiles, R/F/M scores, value class and every exclusive rule set, with one quantile pass.
+
+    With ``registrations_df`` (from the profiles table) every customer gets its registration date, and registered
+    customers without a completed order join as prospects after the scores, so percentiles and score cut points
+    describe purchasers only and prospects carry null scores. ``check`` sees each rule set before it is applied.
+    """
+    pct_columns = list(settings.features.percentiles)
+    missing = [c for c in pct_columns if c not in features_df.columns]
+    if missing:
+        raise ConfigError(f"features.percentiles: unknown feature column(s): {', '.join(missing)}")
+    score_metrics = list(RFM_METRICS.values()) if settings.rfm.method == "quantile" else []
+    probabilities = grid_probabilities(settings.features.percentile_resolution)
+    grid_columns = sorted(set(score_metrics) | set(pct_columns) | {"monetary"})
+    grid = quantile_grid(
+        features_df, grid_columns, probabilities + score_probabilities(settings.rfm.bins), settings.rfm.relative_error
+    )
+    cuts = score_cuts(features_df, settings.rfm, grid)
+    log.info("rfm cut points (%s): %s", settings.rfm.method, {k: [round(v, 2) for v in c] for k, c in cuts.items()})
+    boundaries = value_class_boundaries(features_df, grid, settings.value_class)
+    scored = (
+        features_df.transform(population.with_registration, registrations_df)
+        .transform(with_percentiles, pct_columns, grid)
+        .transform(with_rfm_scores, cuts)
+    )
+    if registrations_df is not None:
+        if as_of is None:
+            raise ValueError("score_customers needs as_of to add prospects")
+        scored = scored.unionByName(population.prospect_rows(registrations_df, scored, as_of))
+    return scored.transform(with_value_class, boundaries, settings.value_class).transform(
+        segments.with_rule_sets, settings.segments.rule_sets, check
+    )

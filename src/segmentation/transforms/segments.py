@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
@@ -21,9 +21,16 @@ PREDICTION_COLUMNS = {
 }
 
 
-def with_rule_sets(df: DataFrame, rule_sets: Mapping[str, RuleSet]) -> DataFrame:
+RuleCheck = Callable[[DataFrame, str, RuleSet], None]
+"""Called with (the frame a rule set is about to see, its configuration key, the rule set): the pre-flight check of
+the rules hooks in here, so it sees exactly the columns the build gives each rule set."""
+
+
+def with_rule_sets(df: DataFrame, rule_sets: Mapping[str, RuleSet], check: RuleCheck | None = None) -> DataFrame:
     """Add one column per exclusive rule set, in configuration order (later sets may use earlier columns)."""
     for column, rule_set in rule_sets.items():
+        if check is not None:
+            check(df, f"segments.rule_sets.{column}", rule_set)
         df = with_exclusive(df, column, rule_set)
     return df
 

@@ -1,0 +1,56 @@
+"""The only code that reads or writes tables: ``tables`` (reads, snapshot writes, creation with constraints, commit
+retries) and ``manifest`` (the ``segment_runs`` run manifest readers follow). No business rule lives here."""
+
+from segmentation.io.manifest import (
+    RUN_COMPLETE,
+    RUN_FAILED,
+    RUNS_SCHEMA,
+    RunRecord,
+    append_run,
+    complete_as_of_dates,
+    complete_runs,
+    read_complete_snapshot,
+)
+from segmentation.io.tables import (
+    CONCURRENT_COMMIT_ERRORS,
+    DEFAULT_COMMIT_RETRIES,
+    ReadResult,
+    ensure_table,
+    is_concurrent_commit_error,
+    is_concurrent_creation_error,
+    is_delta_table,
+    overwrite_table,
+    previous_as_of,
+    qualify,
+    read_output,
+    read_table,
+    table_version,
+    write_snapshot,
+    write_text,
+)
+
+__all__ = [
+    "CONCURRENT_COMMIT_ERRORS",
+    "DEFAULT_COMMIT_RETRIES",
+    "RUNS_SCHEMA",
+    "RUN_COMPLETE",
+    "RUN_FAILED",
+    "ReadResult",
+    "RunRecord",
+    "append_run",
+    "complete_as_of_dates",
+    "complete_runs",
+    "ensure_table",
+    "is_concurrent_commit_error",
+    "is_concurrent_creation_error",
+    "is_delta_table",
+    "overwrite_table",
+    "previous_as_of",
+    "qualify",
+    "read_complete_snapshot",
+    "read_output",
+    "read_table",
+    "table_version",
+    "write_snapshot",
+    "write_text",
+]

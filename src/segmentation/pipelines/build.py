@@ -1,0 +1,203 @@
+"""``build``: orders -> quality -> identities -> features -> scores and segments -> every snapshot of the date.
+
+``build_frames`` is the whole job as one pure function from inputs to the frames to write; the job reads, calls it and
+writes. The pre-flight check of the rules runs the same function on empty inputs, and the plan tests call it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import pyspark.sql.functions as F
+from pyspark.sql import DataFrame, SparkSession
+
+from segmentation import schema
+from segmentation.config import Rule, RuleSet, Settings
+from segmentation.pipelines import common
+from segmentation.runs import JobRun, StageListener
+from segmentation.transforms import audiences, monitoring, population, quality, rules, scoring, segments, tags, tiers
+from segmentation.transforms import features as feat
+
+log = logging.getLogger(__name__)
+
+BUILD_TABLES = (
+    "orders_rejected",
+    "customer_features",
+    "customer_segments",
+    "segment_summary",
+    "segment_migration",
+    "customer_tags",
+    "campaign_audiences",
+)
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What ``build_frames`` reads: valid and rejected orders, registrations and the previous snapshots."""
+
+    valid_df: DataFrame
+    rejected_df: DataFrame
+    registrations_df: DataFrame | None = None
+    previous_as_of: dt.date | None = None
+    previous_segments_df: DataFrame | None = None
+    previous_summary_df: DataFrame | None = None
+
+
+@contextlib.contextmanager
+def _untimed(name: str) -> Iterator[dict]:
+    yield {}
+
+
+def _keep_as_is(df: DataFrame) -> DataFrame:
+    return df
+
+
+def summary_dimensions(settings: Settings) -> dict[str, RuleSet | None]:
+    """Every exclusive rule set plus ``value_class``: the dimensions of the summary and the migration."""
+    return {**settings.segments.rule_sets, "value_class": None}
+
+
+def segment_output_columns(settings: Settings) -> list[str]:
+    """Rule-set columns of ``customer_segments`` plus the tier state columns when tiers are configured."""
+    return [*settings.segments.rule_sets, *(tiers.STATE_COLUMNS if settings.tiers is not None else ())]
+
+
+def _tier_keep_rules(settings: Settings) -> RuleSet | None:
+    keep = [Rule(name=t, condition=k.condition) for t, k in settings.tiers.keep.items() if k.condition]
+    return RuleSet(kind="tags", rules=keep) if keep else None
+
+
+def build_frames(
+    inputs: BuildInputs,
+    settings: Settings,
+    as_of: dt.date,
+    run_id: str,
+    *,
+    persist: Callable[[DataFrame], DataFrame] = _keep_as_is,
+    stage: Callable[[str], contextlib.AbstractContextManager[dict]] = _untimed,
+    check: segments.RuleCheck | None = None,
+) -> dict[str, DataFrame]:
+    """The frames of every ``BUILD_TABLES`` output for ``as_of``.
+
+    ``persist`` caches the frames several outputs read (features, the scored population); ``stage`` times the named
+    steps; ``check`` sees every rule set with the frame it will be evaluated on (the pre-flight check).
+    """
+    with stage("features"):
+        features_df = persist(feat.customer_features(inputs.valid_df, as_of, settings.features, settings.quality))
+    with stage("scores and segments") as info:
+        scored_df = scoring.score_customers(features_df, settings, inputs.registrations_df, as_of, check)
+        if settings.tiers is not None:
+            keep = _tier_keep_rules(settings)
+            if check is not None and keep is not None:
+                check(scored_df, "tiers.keep", keep)
+            scored_df = tiers.with_membership_tier(scored_df, inputs.previous_segments_df, settings.tiers, as_of)
+        population_df = persist(scored_df)
+        segments_df = segments.segments_snapshot(population_df, segment_output_columns(settings), run_id)
+        info["previous_as_of"] = inputs.previous_as_of
+    dimensions = summary_dimensions(settings)
+    summary_df = monitoring.with_share_warnings(
+        segments.segment_summary(segments_df, dimensions, as_of, run_id),
+        inputs.previous_summary_df,
+        settings.monitoring,
+    )
+    if inputs.previous_segments_df is None:
+        migration_df = population_df.sparkSession.createDataFrame([], monitoring.MIGRATION_COLUMNS)
+    else:
+        migration_df = monitoring.segment_migration(
+            segments_df, inputs.previous_segments_df, list(dimensions), as_of, inputs.previous_as_of, run_id
+        )
+    if check is not None:
+        for name, rule_set in settings.tags.rule_sets.items():
+            check(population_df, f"tags.rule_sets.{name}", rule_set)
+        campaigns = [Rule(name=c.id, condition=c.condition) for c in settings.audiences.campaigns]
+        if campaigns:
+            check(population_df, "audiences.campaigns", RuleSet(kind="tags", rules=campaigns))
+    return {
+        "orders_rejected": quality.rejected_orders(inputs.rejected_df, as_of, run_id),
+        "customer_features": features_df,
+        "customer_segments": segments_df,
+        "segment_summary": summary_df,
+        "segment_migration": migration_df,
+        "customer_tags": tags.customer_tags(population_df, settings.tags.rule_sets, as_of, run_id),
+        "campaign_audiences": audiences.campaign_audiences(population_df, settings.audiences.campaigns, as_of, run_id),
+    }
+
+
+def empty_inputs(spark: SparkSession, settings: Settings, as_of: dt.date) -> BuildInputs:
+    """Inputs with the contracts' columns and no rows: what the pre-flight check runs ``build_frames`` on."""
+    orders_df = spark.createDataFrame([], schema.ORDERS.struct)
+    registrations_df = None
+    if settings.inputs.profiles is not None:
+        registrations_df = population.registrations(spark.createDataFrame([], schema.PROFILES.struct), as_of)
+    return BuildInputs(orders_df, orders_df.withColumn(quality.REASON, F.lit(None).cast("string")), registrations_df)
+
+
+def check_rules(spark: SparkSession, settings: Settings, as_of: dt.date) -> None:
+    """Fail fast on a rule that does not parse or names an unknown column: before any data is read.
+
+    Runs ``build_frames`` on empty inputs, so every rule set is checked against exactly the columns the build gives it,
+    and analyses every frame the build would write.
+    """
+
+    def check(df: DataFrame, key: str, rule_set: RuleSet) -> None:
+        rules.check_rule_set(spark, df.schema, rule_set, key, settings.source_of(key))
+
+    frames = build_frames(empty_inputs(spark, settings, as_of), settings, as_of, "check", check=check)
+    for df in frames.values():
+        df.schema  # noqa: B018 - analysis only: an unresolvable column fails here, before any data is read
+
+
+@dataclass
+class BuildResult:
+    as_of: dt.date
+    run_id: str
+    input_rows: int
+    valid_rows: int
+    rejected_rows: int
+    customers: int
+    reasons: dict[str, int]
+    versions: dict[str, int] = field(default_factory=dict)
+    input_versions: dict[str, int | None] = field(default_factory=dict)
+
+
+def run_build(
+    spark: SparkSession, settings: Settings, as_of: dt.date, listeners: Iterable[StageListener] = ()
+) -> BuildResult:
+    """Orders -> quality -> identity -> features -> scores and segments -> Delta snapshots for ``as_of``."""
+    check_rules(spark, settings, as_of)
+    with JobRun(spark, settings, "build", as_of, listeners) as run:
+        orders = common.read_and_tag_orders(run)
+        run.begin(orders.versions)
+        rejected_df, counts = common.validate(run, orders)
+        previous_as_of, previous_segments_df = common.read_previous(spark, settings, "customer_segments", as_of)
+        inputs = BuildInputs(
+            valid_df=orders.valid_df,
+            rejected_df=rejected_df,
+            registrations_df=common.read_registrations(spark, settings, as_of),
+            previous_as_of=previous_as_of,
+            previous_segments_df=previous_segments_df,
+            previous_summary_df=common.read_previous(spark, settings, "segment_summary", as_of)[1],
+        )
+        frames = build_frames(inputs, settings, as_of, run.run_id, persist=run.persist, stage=run.stage)
+        for table in BUILD_TABLES:
+            with run.stage(f"write {table}"):
+                run.write(table, frames[table])
+        monitoring.log_share_warnings(frames["segment_summary"])
+        with run.stage("count customers") as info:
+            customers = info["customers"] = frames["customer_features"].count()
+    valid_rows = counts.get(None, 0)
+    return BuildResult(
+        as_of=as_of,
+        run_id=run.run_id,
+        input_rows=sum(counts.values()),
+        valid_rows=valid_rows,
+        rejected_rows=sum(counts.values()) - valid_rows,
+        customers=customers,
+        reasons={k: v for k, v in counts.items() if k is not None},
+        versions=dict(run.versions),
+        input_versions=dict(run.input_versions),
+    )

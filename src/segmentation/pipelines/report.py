@@ -1,0 +1,58 @@
+"""``report``: output tables of the date -> one self-contained HTML report; sections without data say so."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from segmentation import io
+from segmentation.config import Settings
+from segmentation.runs import JobRun, StageListener
+
+REPORT_TABLES = ("customer_segments", "segment_summary", "segment_migration", "campaign_audiences")
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    path: str
+    previous_as_of: dt.date | None
+    unavailable: list[str]
+
+
+def run_report(
+    spark: SparkSession, settings: Settings, as_of: dt.date, listeners: Iterable[StageListener] = ()
+) -> ReportResult:
+    """Read the date's output tables, draw the sections, write the HTML; the manifest row names the file."""
+    from segmentation import report
+
+    out = settings.outputs
+    segments_path = out.table_path("customer_segments")
+    with JobRun(spark, settings, "report", as_of, listeners) as run:
+        with run.stage("read report inputs") as info:
+            versions = {name: io.table_version(spark, out.table_path(name)) for name in REPORT_TABLES}
+            segments_df = io.read_output(spark, segments_path, as_of)
+            previous = io.previous_as_of(spark, segments_path, as_of)
+            info.update({f"{k}_version": v for k, v in versions.items()})
+            info["previous_as_of"] = previous
+        run.begin(versions)
+        inputs = report.ReportInputs(
+            as_of=as_of,
+            segments_df=run.persist(segments_df) if segments_df is not None else None,
+            previous_as_of=previous,
+            previous_segments_df=io.read_output(spark, segments_path, previous) if previous else None,
+            migration_df=io.read_output(spark, out.table_path("segment_migration"), as_of),
+            audiences_df=io.read_output(spark, out.table_path("campaign_audiences"), as_of),
+            table_versions=versions,
+        )
+        with run.stage("report") as info:
+            sections = report.build_sections(inputs, settings)
+            unavailable = [s.anchor for s in sections if s.image is None]
+            info.update({"sections": len(sections), "not_available": ",".join(unavailable) or "none"})
+        html = report.render_html(sections, inputs, settings)
+        path = io.write_text(str(Path(out.report_dir) / f"segmentation_{as_of}.html"), html)
+        run.message = f"report: {path}"
+    return ReportResult(path, previous, unavailable)
