@@ -105,3 +105,50 @@ def test_selection_and_arm_recomputable_outside_spark(spark):
         "campaign_id string, customer_id string, arm string, channel string",
     )
     assertDataFrameEqual(actual, expected)
+
+
+def test_rotation_is_off_by_default(settings_for):
+    assert settings_for().audiences.control_rotation_days is None
+
+
+@pytest.mark.parametrize(
+    ("as_of", "period"),
+    [
+        pytest.param(dt.date(1970, 1, 1), 0, id="epoch"),
+        pytest.param(dt.date(1970, 3, 31), 0, id="last-day-of-period-0"),
+        pytest.param(dt.date(1970, 4, 1), 1, id="first-day-of-period-1"),
+        pytest.param(dt.date(2026, 6, 30), 229, id="as-of"),
+    ],
+)
+def test_rotation_period_counts_whole_periods_since_1970(as_of, period):
+    from segmentation.transforms.audiences import rotation_period
+
+    assert rotation_period(as_of, 90) == period
+    assert rotation_period(as_of, None) is None
+
+
+def test_rotation_redraws_the_control_group_each_period_only(spark):
+    """With control_rotation_days the salt is the as-of date's period: the same arms within a period, an independent
+    draw in the next one, and every arm recomputable outside Spark from ``<campaign>:<period>:<customer>``."""
+    from segmentation.transforms.audiences import rotation_period
+
+    campaign = CampaignSpec(
+        id="global", objective="retain", condition="true", control_share=0.5, channel="sms", trigger="x"
+    )
+    customers = spark.range(2_000).select(F.format_string("C%05d", "id").alias("customer_id"))
+
+    def arms(as_of):
+        rows = campaign_audiences(customers, [campaign], as_of, "run", rotation_days=90).collect()
+        return {r["customer_id"]: r["arm"] for r in rows}
+
+    first, same_period, next_period = arms(AS_OF), arms(AS_OF - dt.timedelta(days=5)), arms(AS_OF + dt.timedelta(90))
+    assert rotation_period(AS_OF, 90) == rotation_period(AS_OF - dt.timedelta(days=5), 90)
+    assert first == same_period
+    changed = sum(first[c] != next_period[c] for c in first) / len(first)
+    assert changed == pytest.approx(0.5, abs=0.05)  # independent draws at share 0.5 disagree half the time
+    assert sum(a == "control" for a in next_period.values()) / len(next_period) == pytest.approx(0.5, abs=0.05)
+    period = rotation_period(AS_OF, 90)
+    for customer_id, arm in first.items():
+        assert arm == ("control" if _unit("global", f"{period}:{customer_id}") < 0.5 else "treatment")
+    unsalted = campaign_audiences(customers, [campaign], AS_OF, "run").collect()
+    assert {r["customer_id"]: r["arm"] for r in unsalted} != first

@@ -77,6 +77,8 @@ class OutputTables(_Frozen):
     orders_rejected: str = "orders_rejected"
     campaign_uplift: str = "campaign_uplift"
     segment_runs: str = "segment_runs"
+    segment_membership: str = "segment_membership"
+    segment_changes: str = "segment_changes"
 
 
 class Outputs(_Frozen):
@@ -258,6 +260,48 @@ class ValueClassSettings(_Frozen):
         return self
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Activation: audiences with an optional control rotation, the segment membership state
+# --------------------------------------------------------------------------------------------------------------------
+class Audiences(AudienceSettings):
+    """``audiences``: the campaigns (``rules.AudienceSettings``) and how long a control group is kept."""
+
+    control_rotation_days: int | None = Field(
+        gt=0,
+        description="Null: a customer keeps its arm for good. N: the arm hash is salted with the N-day period of the"
+        " as-of date (days since 1970-01-01 // N), so a long-lived control group is re-drawn every period.",
+    )
+
+
+class PredictedValueTierSettings(_Frozen):
+    """Tiers of a predicted value (``clv`` once ``score`` ran), by share of scored customers from the top."""
+
+    column: str
+    tiers: list[str] = Field(min_length=2, description="Tier names, highest value first.")
+    top_shares: list[float] = Field(
+        description="Cumulative shares of scored customers from the top: [0.2, 0.5] puts the top 20% in the first"
+        " tier, the next 30% in the second, the rest in the last."
+    )
+
+    @model_validator(mode="after")
+    def _shares(self) -> PredictedValueTierSettings:
+        if len(self.top_shares) != len(self.tiers) - 1:
+            raise ValueError("top_shares needs one share fewer than tiers")
+        if self.top_shares != sorted(self.top_shares) or not all(0 < s < 1 for s in self.top_shares):
+            raise ValueError("top_shares must be ascending and within (0, 1)")
+        if len(set(self.tiers)) != len(self.tiers):
+            raise ValueError("tiers must be distinct")
+        return self
+
+
+class ActivationSettings(_Frozen):
+    """``segment_membership`` and ``segment_changes`` (docs/activation.md)."""
+
+    predicted_value_tier: PredictedValueTierSettings | None = Field(
+        description="A membership dimension ``score`` maintains from a prediction; null: none."
+    )
+
+
 class Settings(_Frozen):
     """The whole configuration of every job."""
 
@@ -274,7 +318,8 @@ class Settings(_Frozen):
     tags: TagSettings
     monitoring: MonitoringSettings
     tiers: TierSettings | None = Field(description="Null: no stateful membership tiers.")
-    audiences: AudienceSettings
+    audiences: Audiences
+    activation: ActivationSettings
     evaluation: EvaluationSettings
     models: ModelSettings
     extensions: dict[str, Any] = Field(

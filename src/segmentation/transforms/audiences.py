@@ -6,6 +6,11 @@ held out yesterday and treated today would contaminate both groups. It is theref
 ``(campaign_id, customer_id)``: the first 52 bits of ``sha2("<campaign_id>:<customer_id>", 256)`` as a number in
 [0, 1), control when below ``control_share``. Any system can recompute it (SQL, Python ``hashlib``), and campaigns
 split independently of each other because the campaign id is part of the hashed text.
+
+A control group kept for years drifts: the same customers never get any campaign, and they end up unlike the treated
+ones. ``audiences.control_rotation_days`` (off by default) re-draws it: the hashed text becomes
+``"<campaign_id>:<period>:<customer_id>"`` with ``period = (as_of - 1970-01-01).days // control_rotation_days``, so
+arms are stable within a period and independent between periods; every campaign re-draws on the same dates.
 """
 
 from __future__ import annotations
@@ -27,21 +32,50 @@ AUDIENCE_COLUMNS = (
 )
 
 
-def assignment_unit(campaign_id: Column, customer_id: Column) -> Column:
-    """A uniform number in [0, 1) fixed by ``(campaign_id, customer_id)``."""
-    digest = F.sha2(F.concat_ws(":", campaign_id, customer_id), 256)
+EPOCH = dt.date(1970, 1, 1)
+
+
+def rotation_period(as_of: dt.date, rotation_days: int | None) -> int | None:
+    """The number of the ``rotation_days``-long period ``as_of`` falls in (None without rotation)."""
+    return None if rotation_days is None else (as_of - EPOCH).days // rotation_days
+
+
+def assignment_unit(campaign_id: Column, customer_id: Column, period: int | None = None) -> Column:
+    """A uniform number in [0, 1) fixed by ``(campaign_id, customer_id)``, and by the rotation period if any."""
+    parts = [campaign_id, customer_id] if period is None else [campaign_id, F.lit(str(period)), customer_id]
+    digest = F.sha2(F.concat_ws(":", *parts), 256)
     return F.conv(F.substring(digest, 1, HASH_HEX_DIGITS), 16, 10).cast("double") / F.lit(float(16**HASH_HEX_DIGITS))
 
 
-def arm(campaign_id: Column, customer_id: Column, control_share: Column) -> Column:
-    return F.when(assignment_unit(campaign_id, customer_id) < control_share, F.lit(CONTROL)).otherwise(F.lit(TREATMENT))
+def arm(campaign_id: Column, customer_id: Column, control_share: Column, period: int | None = None) -> Column:
+    unit = assignment_unit(campaign_id, customer_id, period)
+    return F.when(unit < control_share, F.lit(CONTROL)).otherwise(F.lit(TREATMENT))
 
 
-def campaign_audiences(df: DataFrame, campaigns: Sequence[CampaignSpec], as_of: dt.date, run_id: str) -> DataFrame:
+def arm_columns(
+    campaigns: Sequence[CampaignSpec], as_of: dt.date, rotation_days: int | None = None
+) -> dict[str, Column]:
+    """Per campaign id, the customer's arm when its condition selects the customer, else null (a null condition does
+    not select). The same assignment as ``campaign_audiences``, as one column per campaign."""
+    period = rotation_period(as_of, rotation_days)
+    return {
+        c.id: F.when(F.expr(c.condition), arm(F.lit(c.id), F.col(KEY), F.lit(c.control_share).cast("double"), period))
+        for c in campaigns
+    }
+
+
+def campaign_audiences(
+    df: DataFrame,
+    campaigns: Sequence[CampaignSpec],
+    as_of: dt.date,
+    run_id: str,
+    rotation_days: int | None = None,
+) -> DataFrame:
     """``(as_of_date, campaign_id, objective, customer_id, arm, channel, trigger, run_id)`` for every campaign member.
 
     All campaigns are evaluated in one pass: each customer gets the array of the campaigns it matches, exploded. A
-    customer can be in several campaigns; a condition that evaluates to null does not select.
+    customer can be in several campaigns; a condition that evaluates to null does not select. ``rotation_days`` salts
+    the arm with the as-of date's period (see the module docstring).
     """
     if not campaigns:
         return df.sparkSession.createDataFrame([], AUDIENCE_COLUMNS)
@@ -64,7 +98,9 @@ def campaign_audiences(df: DataFrame, campaigns: Sequence[CampaignSpec], as_of: 
         F.col("c.campaign_id").alias("campaign_id"),
         F.col("c.objective").alias("objective"),
         KEY,
-        arm(F.col("c.campaign_id"), F.col(KEY), F.col("c.control_share")).alias("arm"),
+        arm(F.col("c.campaign_id"), F.col(KEY), F.col("c.control_share"), rotation_period(as_of, rotation_days)).alias(
+            "arm"
+        ),
         F.col("c.channel").alias("channel"),
         F.col("c.trigger").alias("trigger"),
         F.lit(run_id).alias("run_id"),
