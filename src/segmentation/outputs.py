@@ -50,20 +50,31 @@ class OutputSpec:
 
     Attributes:
         constraints: enforced by Delta on every write (a violating write fails and commits nothing).
-        kind: ``snapshot`` replaces the run's ``as_of_date`` slice in one commit; ``append`` adds rows (the manifest).
+        kind: ``snapshot`` replaces the run's ``as_of_date`` slice in one commit; ``append`` adds rows (the manifest);
+            ``merge`` is a current-state table upserted by ``key`` where only rows that differ are written
+            (``runs.JobRun.merge``).
         rows_per_file: cap files at ``outputs.target_file_rows`` rows (customer-level tables).
         files: write exactly this many files (small per-segment tables).
         change_data_feed: create the table with Change Data Feed on, so downstream syncs read only what changed.
+        key: the column a ``merge`` table is keyed by.
+        deletion_vectors: a MERGE marks replaced rows in deletion vectors instead of rewriting their files, so it
+            writes only the changed rows. Readers need deletion-vector support (Spark, DuckDB's delta extension,
+            delta-rs through its DataFusion ``QueryBuilder``; not delta-rs ``to_pyarrow_table``).
     """
 
     constraints: OutputConstraints = field(default_factory=OutputConstraints)
-    kind: Literal["snapshot", "append"] = "snapshot"
+    kind: Literal["snapshot", "append", "merge"] = "snapshot"
     rows_per_file: bool = False
     files: int | None = None
     change_data_feed: bool = False
+    key: str | None = None
+    deletion_vectors: bool = False
 
     def properties(self) -> dict[str, str]:
-        return {"delta.enableChangeDataFeed": "true"} if self.change_data_feed else {}
+        properties = {"delta.enableChangeDataFeed": "true"} if self.change_data_feed else {}
+        if self.deletion_vectors:
+            properties["delta.enableDeletionVectors"] = "true"
+        return properties
 
 
 def _score_check(column: str) -> Check:
@@ -116,6 +127,20 @@ OUTPUTS: Mapping[str, OutputSpec] = {
             checks=(Check("arm_values", "arm", "arm IN ('treatment', 'control')"),),
         ),
         rows_per_file=True,
+    ),
+    "segment_changes": OutputSpec(
+        OutputConstraints(
+            not_null=("as_of_date", "customer_id", "dimension", "event", "run_id"),
+            checks=(Check("event_values", "event", "event IN ('entered', 'exited', 'moved')"),),
+        ),
+        rows_per_file=True,
+    ),
+    "segment_membership": OutputSpec(
+        OutputConstraints(not_null=("customer_id", "is_current")),
+        kind="merge",
+        key="customer_id",
+        change_data_feed=True,
+        deletion_vectors=True,
     ),
     "campaign_uplift": OutputSpec(files=1),
     "segment_runs": OutputSpec(

@@ -101,6 +101,8 @@ class JobRun:
         if self.run_id is None:
             raise RuntimeError(f"{self.job}: write of {table} before begin()")
         spec = outputs.spec(table)
+        if spec.kind == "merge":
+            raise ValueError(f"{table} is a merge table: write it with JobRun.merge")
         contract = spec.constraints.resolved(self.settings.rfm.bins).for_columns(df.columns)
         out = self.settings.outputs
         if spec.files is not None:
@@ -117,6 +119,30 @@ class JobRun:
         )
         self.versions[table] = version
         return version
+
+    def merge(self, table: str, df: DataFrame) -> io.MergeResult:
+        """Upsert the changed rows ``df`` into the current-state table ``table`` (registry kind ``merge``) for the run's
+        as-of date and record the version it leaves; a backfill (the state is ahead of the date) is skipped, logged
+        and not recorded."""
+        if self.run_id is None:
+            raise RuntimeError(f"{self.job}: merge into {table} before begin()")
+        spec = outputs.spec(table)
+        if spec.kind != "merge" or spec.key is None:
+            raise ValueError(f"{table} is a {spec.kind} table: write it with JobRun.write")
+        contract = spec.constraints.resolved(self.settings.rfm.bins).for_columns(df.columns)
+        result = io.merge_state(
+            df,
+            self.settings.outputs.table_path(table),
+            spec.key,
+            self.as_of,
+            properties=spec.properties(),
+            not_null=contract.not_null,
+            checks={c.name: c.expression for c in contract.checks},
+            retries=self.settings.outputs.commit_retries,
+        )
+        if not result.skipped:
+            self.versions[table] = result.version
+        return result
 
     def wrote(self, name: str, version: int) -> None:
         """Record a version this run produced outside ``write`` (an input table it generated, a model version)."""

@@ -11,6 +11,7 @@ from segmentation.io.manifest import (
     complete_runs,
     read_complete_snapshot,
 )
+from segmentation.io.merge import STATE_PROPERTY, MergeResult, merge_state, state_as_of
 from segmentation.io.tables import (
     CONCURRENT_COMMIT_ERRORS,
     DEFAULT_COMMIT_RETRIES,
@@ -35,6 +36,8 @@ __all__ = [
     "RUNS_SCHEMA",
     "RUN_COMPLETE",
     "RUN_FAILED",
+    "STATE_PROPERTY",
+    "MergeResult",
     "ReadResult",
     "RunRecord",
     "append_run",
@@ -44,12 +47,14 @@ __all__ = [
     "is_concurrent_commit_error",
     "is_concurrent_creation_error",
     "is_delta_table",
+    "merge_state",
     "overwrite_table",
     "previous_as_of",
     "qualify",
     "read_complete_snapshot",
     "read_output",
     "read_table",
+    "state_as_of",
     "table_version",
     "write_snapshot",
     "write_text",
