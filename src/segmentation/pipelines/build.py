@@ -137,13 +137,20 @@ def empty_inputs(spark: SparkSession, settings: Settings, as_of: dt.date) -> Bui
 
 
 def check_rules(spark: SparkSession, settings: Settings, as_of: dt.date) -> None:
-    """Fail fast on a rule that does not parse or names an unknown column: before any data is read.
+    """Fail fast on a rule that does not parse, names an unknown column or is named like a column: before any data is
+    read.
 
     Runs ``build_frames`` on empty inputs, so every rule set is checked against exactly the columns the build gives it,
     and analyses every frame the build would write.
     """
 
+    # Columns a segment rule set must not be named like: what it sees plus what the snapshot adds after it.
+    added_later = (*segments.PREDICTION_COLUMNS, "run_id", *tiers.STATE_COLUMNS)
+
     def check(df: DataFrame, key: str, rule_set: RuleSet) -> None:
+        if key.startswith("segments.rule_sets."):
+            name = key.removeprefix("segments.rule_sets.")
+            rules.check_column_name(name, [*df.columns, *added_later], key, settings.source_of(key))
         rules.check_rule_set(spark, df.schema, rule_set, key, settings.source_of(key))
 
     frames = build_frames(empty_inputs(spark, settings, as_of), settings, as_of, "check", check=check)
