@@ -7,10 +7,12 @@ Delta's JVM classes are not in the ``delta-spark`` pip package. Locally the Make
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -53,3 +55,62 @@ def build_session(settings: SparkSettings, extra_conf: Mapping[str, str] | None 
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark %s, master %s, delta jars: %d", spark.version, spark.sparkContext.master, len(jars))
     return spark
+
+
+def route_jvm_logs(spark: SparkSession, log_file: str | Path) -> bool:
+    """Send Spark's own log (log4j: task failures with their Java stack traces) to ``log_file`` instead of the console.
+
+    The CLI calls this once its session exists, so a user sees one readable message and the path of the log file, never
+    a Java stack trace on the terminal. Classic sessions only (Spark Connect keeps its log on the server); returns
+    whether the log was routed. Idempotent: routing again to another file replaces the previous file appender.
+    """
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:
+        return False
+    try:
+        core = jvm.org.apache.logging.log4j.core
+        context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
+        config = context.getConfiguration()
+        root = config.getRootLogger()
+        for name in list(root.getAppenders().keySet()):
+            if name == "console" or str(name).startswith("segmentation-"):
+                root.removeAppender(name)
+        layout = core.layout.PatternLayout.newBuilder().withPattern("%d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex").build()
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        appender = (
+            core.appender.FileAppender.newBuilder()
+            .withFileName(str(log_file))
+            .setName(f"segmentation-{Path(log_file).name}")
+            .setLayout(layout)
+            .setConfiguration(config)
+            .build()
+        )
+        appender.start()
+        config.addAppender(appender)
+        root.addAppender(appender, None, None)
+        context.updateLoggers()
+    except Exception:  # a platform with another logging backend: leave its logging alone
+        log.warning("could not route Spark's log to %s", log_file, exc_info=True)
+        return False
+    log.info("Spark's log goes to %s", log_file)
+    return True
+
+
+# PySpark's own Python loggers that print a failed query's error, Java stack trace included, as JSON on stderr.
+QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+
+
+@contextlib.contextmanager
+def python_spark_logs_to(handler: logging.Handler) -> Iterator[None]:
+    """Within the block, PySpark's query-context loggers write to ``handler`` (the run's log file), not to stderr."""
+    from pyspark.logger import PySparkLogger
+
+    loggers = [PySparkLogger.getLogger(name) for name in QUERY_CONTEXT_LOGGERS]
+    saved = [list(lg.handlers) for lg in loggers]
+    for lg in loggers:
+        lg.handlers = [handler]  # assigned, not added: PySparkLogger.addHandler would reformat the handler as JSON
+    try:
+        yield
+    finally:
+        for lg, handlers in zip(loggers, saved, strict=True):
+            lg.handlers = handlers

@@ -93,6 +93,11 @@ class Outputs(_Frozen):
     commit_retries: int = Field(
         default=5, ge=0, le=20, description="Retries of a Delta commit that lost a race with a concurrent run."
     )
+    log_dir: str = Field(
+        default="logs",
+        description="Folder of each command's log file (segmentation_<verb>_<as-of>.log): the full log, Java stack "
+        "traces included, that the console only points to.",
+    )
 
     def table_path(self, name: str) -> str:
         """Absolute location of an output table given its logical name (a field of ``OutputTables``)."""
