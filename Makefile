@@ -32,7 +32,7 @@ $(STAMP_JARS): build/delta-jars.pom.xml
 	mvn -q -B -f build/delta-jars.pom.xml dependency:copy-dependencies -DoutputDirectory=$(abspath $(JARS_DIR))
 	touch $@
 
-demo: install
+demo: install browser   # browser: the CJK font the report draws the Chinese segment names with (and Chromium)
 	$(SEG) generate --conf $(CONF) --as-of $(AS_OF) --customers $(CUSTOMERS) --orders $(ORDERS)
 	$(SEG) build --conf $(CONF) --as-of $(AS_OF)
 	$(SEG) train --conf $(CONF) --as-of $(AS_OF)

@@ -6,8 +6,8 @@ the images are embedded as base64 PNG, so the file opens in any browser with no 
 
 The report reads whatever the other jobs have written and degrades section by section: a table or column that is
 missing or empty (``score`` has not run, no campaign is configured, there is no earlier snapshot) gives a note
-"not available for this run" instead of a failure. This module never reads tables itself: ``pipelines.report.run_report``
-passes the DataFrames in.
+"not available for this run" instead of a failure. This module never reads tables itself:
+``pipelines.report.run_report`` passes the DataFrames in.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from segmentation.report.aggregates import (
     has_values,
     histogram,
     lifecycle_funnel,
+    log_range,
     log_value,
     migration_between,
     migration_from_table,
@@ -50,6 +51,7 @@ from segmentation.report.plots import (
     plot_migration,
     plot_rf_heatmap,
     plot_segment_sizes,
+    segment_colours,
 )
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "has_values",
     "histogram",
     "lifecycle_funnel",
+    "log_range",
     "log_value",
     "migration_between",
     "migration_from_table",
@@ -83,6 +86,7 @@ __all__ = [
     "plot_segment_sizes",
     "render_html",
     "rf_cells",
+    "segment_colours",
     "segment_sizes",
     "segments_section",
     "value_range",

@@ -100,10 +100,24 @@ def log_value(column: str) -> Column:
     return F.log10(F.lit(1.0) + F.greatest(F.col(column).cast("double"), F.lit(0.0)))
 
 
-def histogram(segments_df: DataFrame, value: Column, by: str, low: float, high: float, bins: int) -> list[dict]:
-    """Counts of ``value`` in equal-width bins over [low, high] per ``by`` group; outliers clip to the end bins."""
+def histogram(
+    segments_df: DataFrame, value: Column, by: str, low: float, high: float, bins: int, *, clip: bool = True
+) -> list[dict]:
+    """Counts of ``value`` in equal-width bins over [low, high] per ``by`` group.
+
+    ``clip``: values outside the range count in the end bins. Otherwise they get bin -1 (below ``low``) or ``bins``
+    (above ``high``), so a chart can leave them out and say how many it left out.
+    """
     width = (high - low) / bins if high > low else 1.0
-    index = F.least(F.greatest(F.floor((value - F.lit(low)) / F.lit(width)), F.lit(0)), F.lit(bins - 1))
+    raw = F.floor((value - F.lit(low)) / F.lit(width))
+    if clip:
+        index = F.least(F.greatest(raw, F.lit(0)), F.lit(bins - 1))
+    else:
+        index = (
+            F.when(value < F.lit(low), F.lit(-1))
+            .when(value > F.lit(high), F.lit(bins))
+            .otherwise(F.least(raw, F.lit(bins - 1)))
+        )
     rows = (
         segments_df.where(value.isNotNull())
         .groupBy(F.col(by).cast("string").alias("group"), index.cast("int").alias("bin"))
@@ -111,6 +125,19 @@ def histogram(segments_df: DataFrame, value: Column, by: str, low: float, high: 
         .collect()
     )
     return [r.asDict() for r in rows]
+
+
+def log_range(segments_df: DataFrame, column: str, upper_quantile: float = 0.99) -> tuple[float, float]:
+    """The plotting range of a positive long-tailed amount on a log axis: its smallest positive value (at least 1) up to
+    a high quantile, in one pass. Values outside it are counted apart, never piled into the end bins."""
+    value = F.col(column).cast("double")
+    row = segments_df.agg(
+        F.min(F.when(value > 0, value)).alias("low"),
+        F.percentile_approx(value, upper_quantile, 1000).alias("high"),
+    ).first()
+    low = max(float(row["low"] or 1.0), 1.0)
+    high = float(row["high"] or 0.0)
+    return (low, high) if high > low * 1.01 else (low, low * 10.0)
 
 
 def value_range(segments_df: DataFrame, value: Column, upper_quantile: float = 0.99) -> tuple[float, float]:

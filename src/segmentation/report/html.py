@@ -6,6 +6,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyspark.sql.functions as F
 
 from segmentation.config import Settings
@@ -17,12 +18,11 @@ from segmentation.report.aggregates import (
     has_values,
     histogram,
     lifecycle_funnel,
-    log_value,
+    log_range,
     migration_between,
     migration_from_table,
     rf_cells,
     segment_sizes,
-    value_range,
 )
 from segmentation.report.inputs import ReportInputs
 from segmentation.report.plots import (
@@ -36,6 +36,7 @@ from segmentation.report.plots import (
     plot_migration,
     plot_rf_heatmap,
     plot_segment_sizes,
+    segment_colours,
 )
 
 NOT_AVAILABLE = "not available for this run"
@@ -67,14 +68,18 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "" if value is None else format(value, pattern)
 
 
-def segments_section(sizes: list[dict] | None, label) -> Section:
-    title, about = "Segment sizes and revenue", "Customers and revenue per RFM segment; revenue is monetary value."
+def segments_section(
+    sizes: list[dict] | None, label, currency: str = "", colours: dict[str, str] | None = None
+) -> Section:
+    title = "Segment sizes and revenue"
+    about = f"Customers and revenue per RFM segment; revenue is monetary value in {currency or 'the orders currency'}."
     if not sizes:
         return _unavailable("sizes", title, about, "no customer_segments snapshot for this date")
-    headers = ["segment", "customers", "share", "revenue", "revenue share", "mean R", "mean F", "mean M"]
+    unit = f" ({currency})" if currency else ""
+    headers = ["segment", "customers", "share", f"revenue{unit}", "revenue share", "mean R", "mean F", "mean M"]
     scored = "avg_clv" in sizes[0]
     if scored:
-        headers += ["mean CLV", "mean churn probability"]
+        headers += [f"mean CLV{unit}", "mean churn probability"]
     rows = []
     for r in sizes:
         row = [
@@ -90,7 +95,7 @@ def segments_section(sizes: list[dict] | None, label) -> Section:
         if scored:
             row += [_fmt(r.get("avg_clv"), ",.0f"), _fmt(r.get("avg_churn_probability"), ".1%")]
         rows.append(row)
-    return Section("sizes", title, about, plot_segment_sizes(sizes, label), _table(headers, rows))
+    return Section("sizes", title, about, plot_segment_sizes(sizes, label, colours, currency), _table(headers, rows))
 
 
 def build_sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
@@ -106,6 +111,8 @@ def _sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
     labels = Labels(settings, label_zh)
     dimension = "rfm_segment"
     segment_order = [r.name for r in settings.segments.rule_sets[dimension].rules]
+    colours = segment_colours(segment_order)
+    currency = settings.quality.reporting_currency or settings.quality.currencies[0]
 
     def seg_label(name: str | None) -> str:
         return labels(dimension, name)
@@ -115,7 +122,7 @@ def _sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
     sections: list[Section] = []
 
     sizes = segment_sizes(segments_df, dimension) if present else None
-    sections.append(segments_section(sizes, seg_label))
+    sections.append(segments_section(sizes, seg_label, currency, colours))
 
     title = "R × F heatmap"
     about = "Where customers sit on recency and frequency scores, coloured by mean monetary score."
@@ -148,20 +155,27 @@ def _sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
     else:
         sections.append(_unavailable("funnel", title, about, "no lifecycle_stage column"))
 
-    title = "CLV and churn risk"
-    about = "Distribution of predicted customer lifetime value and churn probability within each segment."
+    title = "CLV, P(alive) and churn risk"
+    about = (
+        f"Distribution of predicted customer lifetime value ({currency}, log axis up to its 99th percentile), of the"
+        " probability of being alive and of churn probability per segment; each panel states whom it leaves out."
+    )
     panels = []
     if present:
         if has_values(segments_df, "clv"):
-            value = log_value("clv")
-            low, high = value_range(segments_df, value)
-            counts = histogram(segments_df, value, dimension, low, high, HISTOGRAM_BINS)
-            panels.append(Panel("predicted CLV (log scale)", counts, low, high, is_log=True))
-        if has_values(segments_df, "churn_probability"):
-            counts = histogram(segments_df, F.col("churn_probability"), dimension, 0.0, 1.0, HISTOGRAM_BINS)
-            panels.append(Panel("churn probability", counts, 0.0, 1.0))
+            low, high = log_range(segments_df, "clv")
+            value = F.log10(F.when(F.col("clv") > 0, F.col("clv").cast("double")).otherwise(F.lit(low / 10)))
+            counts = histogram(
+                segments_df, value, dimension, float(np.log10(low)), float(np.log10(high)), HISTOGRAM_BINS, clip=False
+            )
+            panels.append(Panel(f"predicted CLV ({currency}, log scale)", counts, low, high, True, currency))
+        for column, name in (("p_alive", "P(alive)"), ("churn_probability", "churn probability")):
+            if has_values(segments_df, column):
+                counts = histogram(segments_df, F.col(column), dimension, 0.0, 1.0, HISTOGRAM_BINS)
+                panels.append(Panel(name, counts, 0.0, 1.0))
     if panels:
-        sections.append(Section("scores", title, about, plot_distributions(panels, segment_order, seg_label)))
+        image = plot_distributions(panels, segment_order, seg_label, colours)
+        sections.append(Section("scores", title, about, image))
     else:
         sections.append(_unavailable("scores", title, about, "customers are not scored yet: run `segmentation score`"))
 

@@ -1,7 +1,9 @@
 """Matplotlib figures of the small aggregates, returned as base64 PNG to embed in the HTML.
 
 Figures are drawn with the object API (``Figure``, no pyplot state) so nothing needs a display; Chinese display
-names are used only when a CJK font is found.
+names are used only when a CJK font is found. A segment has one colour in every chart (``segment_colours``, from the
+rule order), legends sit outside the plotting area so they never hide a bar or a label, and every amount carries the
+reporting currency.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ def cjk_font() -> str | None:
     return family
 
 
+def segment_colours(order: Sequence[str]) -> dict[str, str]:
+    """One colour per segment, by its position in the rule set: the same in every chart of the report."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(order)}
+
+
+def _colour(colours: dict[str, str], name: str) -> str:
+    return colours.get(name, "#555555")
+
+
 def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=100, layout="constrained", facecolor="white")
 
@@ -96,25 +107,36 @@ class Labels:
         return self._names.get((dimension, name), str(name))
 
 
-def plot_segment_sizes(sizes: Sequence[dict], label) -> str:
-    """Customer share next to revenue share: where the money is versus where the heads are."""
+def plot_segment_sizes(sizes: Sequence[dict], label, colours: dict[str, str] | None = None, currency: str = "") -> str:
+    """Customer share next to revenue share: where the money is versus where the heads are.
+
+    Each segment's two bars are in its colour: solid for customers, hatched for revenue; the legend sits below.
+    """
+    from matplotlib.patches import Patch
+
+    colours = colours or segment_colours([r["segment"] for r in sizes])
     names = [label(r["segment"]) for r in sizes][::-1]
+    fills = [_colour(colours, r["segment"]) for r in sizes][::-1]
     shares = [r["share"] for r in sizes][::-1]
     revenue = [r["revenue_share"] for r in sizes][::-1]
-    fig = _new_figure(10, 0.55 * len(names) + 1.6)
+    fig = _new_figure(10, 0.6 * len(names) + 2.0)
     ax = fig.add_subplot()
     positions = range(len(names))
     height = 0.38
-    ax.barh([p + height / 2 for p in positions], shares, height, label="share of customers", color=PALETTE[0])
-    ax.barh([p - height / 2 for p in positions], revenue, height, label="share of revenue", color=PALETTE[1])
+    ax.barh([p + height / 2 for p in positions], shares, height, color=fills)
+    ax.barh([p - height / 2 for p in positions], revenue, height, color="white", edgecolor=fills, hatch="////")
     for p, (s, v) in enumerate(zip(shares, revenue, strict=True)):
         ax.text(s, p + height / 2, f" {s:.1%}", va="center", fontsize=8)
-        ax.text(v, p - height / 2, f" {v:.1%}", va="center", fontsize=8)
+        ax.text(v, p - height / 2, f" {v:.1%} rev.", va="center", fontsize=8)
     ax.set_yticks(list(positions), names)
-    ax.set_xlim(0, max([*shares, *revenue, 0.01]) * 1.18)
+    ax.set_xlim(0, max([*shares, *revenue, 0.01]) * 1.25)
     ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0%}")
-    ax.legend(loc="lower right")
-    ax.set_title("Segment sizes and revenue shares")
+    legend = [
+        Patch(facecolor="#777777", label="share of customers"),
+        Patch(facecolor="white", edgecolor="#777777", hatch="////", label=f"share of revenue ({currency})"),
+    ]
+    fig.legend(handles=legend, loc="outside lower center", ncols=2, frameon=False)
+    ax.set_title("Segment sizes and revenue shares" + (f" (revenue in {currency})" if currency else ""))
     return _png(fig)
 
 
@@ -211,38 +233,70 @@ def plot_funnel(stages: Sequence[dict], label) -> str:
 
 @dataclass(frozen=True)
 class Panel:
-    """One histogram: bin counts per group over [low, high]; ``is_log`` when the bins are of ``log10(1 + value)``."""
+    """One histogram: bin counts per group over [low, high].
+
+    ``is_log``: the bins are equal on a log axis, i.e. of ``log10(value)`` over [log10(low), log10(high)], and the axis
+    is drawn in log scale with the values themselves. Bins -1 and ``HISTOGRAM_BINS`` hold the customers below and above
+    the range: they are not drawn, and the panel says what share of customers they are.
+    """
 
     title: str
     counts: list[dict]
     low: float
     high: float
     is_log: bool = False
+    unit: str = ""
 
 
-def plot_distributions(panels: Sequence[Panel], order: Sequence[str], label) -> str:
-    """One panel per scored value: the share of each segment's customers per bin, as step lines."""
+def _outside_note(counts: Sequence[dict], panel: Panel) -> str:
+    total = sum(c["customers"] for c in counts) or 1
+    above = sum(c["customers"] for c in counts if c["bin"] >= HISTOGRAM_BINS) / total
+    below = sum(c["customers"] for c in counts if c["bin"] < 0) / total
+    notes = []
+    if below:
+        notes.append(f"{below:.1%} below {panel.low:,.0f}{' ' + panel.unit if panel.unit else ''}")
+    if above:
+        notes.append(f"{above:.1%} above {panel.high:,.0f}{' ' + panel.unit if panel.unit else ''}")
+    return ("not drawn: " + ", ".join(notes)) if notes else "every customer drawn"
+
+
+def plot_distributions(
+    panels: Sequence[Panel], order: Sequence[str], label, colours: dict[str, str] | None = None
+) -> str:
+    """One panel per scored value: the share of each segment's customers per bin, as step lines, one legend below."""
     import numpy as np
 
-    fig = _new_figure(12, 4.8)
+    colours = colours or segment_colours(order)
+    fig = _new_figure(5 * len(panels) + 1, 5.6)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    drawn: dict[str, object] = {}
     for ax, panel in zip(axes, panels, strict=True):
         counts = panel.counts
         groups = _ordered({c["group"] for c in counts}, order)
-        edges = np.linspace(panel.low, panel.high, HISTOGRAM_BINS + 1)
-        for k, group in enumerate(groups):
+        if panel.is_log:
+            edges = np.logspace(np.log10(panel.low), np.log10(panel.high), HISTOGRAM_BINS + 1)
+        else:
+            edges = np.linspace(panel.low, panel.high, HISTOGRAM_BINS + 1)
+        for group in groups:
             values = np.zeros(HISTOGRAM_BINS)
+            everyone = 0
             for c in counts:
                 if c["group"] == group:
-                    values[c["bin"]] += c["customers"]
-            share = values / max(values.sum(), 1)
-            ax.stairs(share, edges, label=label(group), color=PALETTE[k % len(PALETTE)], linewidth=1.6)
-        if panel.is_log:  # label the log10(1 + value) axis with the values themselves
-            ticks = [v for v in (0, 10, 100, 1_000, 10_000, 100_000, 1_000_000) if np.log10(1 + v) <= panel.high]
-            ax.set_xticks([np.log10(1 + v) for v in ticks], [f"{v:,}" for v in ticks])
-        ax.set_title(panel.title)
+                    everyone += c["customers"]
+                    if 0 <= c["bin"] < HISTOGRAM_BINS:
+                        values[c["bin"]] += c["customers"]
+            share = values / max(everyone, 1)
+            drawn[group] = ax.stairs(share, edges, color=_colour(colours, group), linewidth=1.6)
+        if panel.is_log:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(lambda x, _: f"{x:,.0f}")
+        ax.set_title(f"{panel.title}\n({_outside_note(counts, panel)})", fontsize=10)
+        ax.set_xlabel(panel.unit or "probability")
         ax.set_ylabel("share of the segment's customers")
-    axes[-1].legend(fontsize=8)
+    ordered = _ordered(set(drawn), order)
+    fig.legend(
+        [drawn[g] for g in ordered], [label(g) for g in ordered], loc="outside lower center", ncols=4, frameon=False
+    )
     return _png(fig)
 
 
@@ -258,7 +312,7 @@ def plot_audiences(arms: Sequence[dict]) -> str:
     for p, a in enumerate(arms[::-1]):
         ax.text(a["customers"], p, f" control {a['control_share']:.1%}", va="center", fontsize=8)
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlim(0, max([a["customers"] for a in arms] or [1]) * 1.25)
-    ax.legend(loc="lower right")
+    ax.set_xlim(0, max([a["customers"] for a in arms] or [1]) * 1.3)
+    fig.legend(loc="outside lower center", ncols=2, frameon=False)
     ax.set_title("Campaign audiences: treatment and control customers")
     return _png(fig)
