@@ -40,6 +40,11 @@ class SparkSettings(_Frozen):
         description="Folder with Delta's jars; defaults to $SEGMENTATION_JARS_DIR. Null on platforms shipping Delta.",
     )
     conf: dict[str, str]
+    remote: str | None = Field(
+        default=None,
+        description="Spark Connect endpoint (sc://host:port): the jobs run on that server and master, driver_memory,"
+        " jars_dir and static conf are the server's business. Null: $SPARK_REMOTE if set, else a classic session.",
+    )
 
     @field_validator("conf", mode="before")
     @classmethod
@@ -50,10 +55,31 @@ class SparkSettings(_Frozen):
 
 
 class TableRef(_Frozen):
-    """An input table: a Delta path (or a catalog name) the user points at their own data."""
+    """An input table the user points at their own data: a storage ``path`` or a catalog table ``name``, not both."""
 
-    path: str
+    path: str | None = Field(description="A folder or URI (s3://, abfss://, dbfs:/...); required unless name is set.")
+    name: str | None = Field(
+        default=None, description="A catalog table: catalog.schema.table, schema.table or table (backquotes allowed)."
+    )
     format: Literal["delta", "parquet"] = "delta"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_instead_of_path(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("name") is not None and "path" not in data:
+            return {**data, "path": None}
+        return data
+
+    @model_validator(mode="after")
+    def _path_or_name(self) -> TableRef:
+        if (self.path is None) == (self.name is None):
+            raise ValueError(
+                "set exactly one of path (a folder or URI) and name (a catalog table such as main.sales.orders); a "
+                "layer that switches from one to the other sets the other to null"
+            )
+        if self.name is not None and not self.name.strip():
+            raise ValueError("name is blank")
+        return self
 
 
 class Inputs(_Frozen):
@@ -66,7 +92,7 @@ class Inputs(_Frozen):
 
 
 class OutputTables(_Frozen):
-    """Table names under ``outputs.path``. Downstream systems read these."""
+    """Table names under ``outputs.path`` or in the catalog schema ``outputs.schema``. Downstream systems read these."""
 
     customer_features: str = "customer_features"
     customer_segments: str = "customer_segments"
@@ -82,7 +108,18 @@ class OutputTables(_Frozen):
 
 
 class Outputs(_Frozen):
-    path: str
+    """Where the output tables live: folders under ``path``, or with ``schema`` set catalog tables by name."""
+
+    path: str | None = Field(default=None, description="Folder (or URI) of path-addressed output tables.")
+    catalog: str | None = Field(
+        default=None, description="Catalog of the output tables (Unity Catalog, spark_catalog); null: the current one."
+    )
+    schema_: str | None = Field(
+        default=None,
+        alias="schema",
+        description="Schema (database) of the output tables: set, every output is a managed catalog table"
+        " [catalog.]schema.<outputs.tables name>, created with CREATE TABLE ... USING DELTA; null: tables under path.",
+    )
     tables: OutputTables = Field(default_factory=OutputTables)
     target_file_rows: int = Field(
         default=2_000_000, gt=0, description="Rows per output file; keeps large snapshots from making tiny files."
@@ -99,9 +136,30 @@ class Outputs(_Frozen):
         "traces included, that the console only points to.",
     )
 
+    @model_validator(mode="after")
+    def _path_or_schema(self) -> Outputs:
+        if self.path is None and self.schema_ is None:
+            raise ValueError("set path (a folder for the output tables) or schema (to name them in a catalog)")
+        if self.catalog is not None and self.schema_ is None:
+            raise ValueError("catalog needs schema: the output tables are named catalog.schema.<table>")
+        return self
+
+    @property
+    def by_name(self) -> bool:
+        """Whether output tables are catalog tables named ``[catalog.]schema.table`` rather than folders."""
+        return self.schema_ is not None
+
     def table_path(self, name: str) -> str:
-        """Absolute location of an output table given its logical name (a field of ``OutputTables``)."""
-        return str(Path(self.path) / getattr(self.tables, name))
+        """Where an output table lives given its logical name (a field of ``OutputTables``).
+
+        A folder under ``path``, or with ``schema`` set the backquoted catalog name (```main`.`marketing`.`t```), which
+        the io layer reads as a table name: a string starting with a backquote is never taken for a folder.
+        """
+        table = getattr(self.tables, name)
+        if self.schema_ is None:
+            return str(Path(self.path) / table)
+        parts = [p for p in (self.catalog, self.schema_, table) if p is not None]
+        return ".".join("`" + p.replace("`", "``") + "`" for p in parts)
 
 
 class MlflowSettings(_Frozen):

@@ -1,6 +1,7 @@
 """The only code that reads or writes tables: ``tables`` (reads, snapshot writes, creation with constraints, commit
 retries) and ``manifest`` (the ``segment_runs`` run manifest readers follow). No business rule lives here."""
 
+from segmentation.io.location import Location
 from segmentation.io.manifest import (
     RUN_COMPLETE,
     RUN_FAILED,
@@ -37,6 +38,7 @@ __all__ = [
     "RUN_COMPLETE",
     "RUN_FAILED",
     "STATE_PROPERTY",
+    "Location",
     "MergeResult",
     "ReadResult",
     "RunRecord",

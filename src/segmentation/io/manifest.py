@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from segmentation.io.location import Location
 from segmentation.io.tables import (
     DEFAULT_COMMIT_RETRIES,
     _committed_version,
     _with_commit_retries,
     ensure_table,
-    qualify,
     read_output,
 )
 
@@ -90,7 +90,8 @@ def append_run(
     ensure_table(spark, path, RUNS_SCHEMA, not_null=not_null, checks=checks, retries=retries)
     marker = f"segmentation run_id={record.run_id} status={record.status} write={uuid.uuid4().hex}"
     writer = df.coalesce(1).write.format("delta").mode("append").option("userMetadata", marker)
-    _with_commit_retries(lambda: writer.save(qualify(path)), f"manifest append to {path}", retries)
+    location = Location.of(path)
+    _with_commit_retries(lambda: location.save(writer), f"manifest append to {location}", retries)
     version = _committed_version(spark, path, marker)
     log.info("manifest %s: %s %s as_of_date=%s run %s", path, record.job, record.status, record.as_of, record.run_id)
     return version
@@ -157,5 +158,5 @@ def read_complete_snapshot(
         who = f"{job} run" if job else "run"
         raise LookupError(f"no complete {who} for as_of_date={as_of} in {manifest_path} wrote {table}")
     version = row["table_versions"][table]
-    df = spark.read.format("delta").option("versionAsOf", int(version)).load(qualify(table_path))
+    df = Location.of(table_path).read(spark, int(version))
     return df.where(F.col("as_of_date") == F.lit(as_of))

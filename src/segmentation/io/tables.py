@@ -17,6 +17,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from segmentation.config import TableRef
+from segmentation.io.location import Location
+from segmentation.io.location import qualify as qualify  # re-exported: callers import it from here
 
 log = logging.getLogger(__name__)
 
@@ -29,41 +31,37 @@ class ReadResult:
     version: int | None
 
 
-def is_delta_table(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return DeltaTable.isDeltaTable(spark, path)
-
-
-def table_version(spark: SparkSession, path: str) -> int | None:
-    """Current version of a Delta table, or None if there is no table at ``path``."""
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, path):
-        return None
-    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
-    return int(row["version"]) if row else None
+def is_delta_table(spark: SparkSession, path: str | Location) -> bool:
+    """Whether the table exists: a Delta table at a path, or a table of that name in the catalog."""
+    return Location.of(path).exists(spark)
 
 
-def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -> ReadResult:
-    """Read an input table, pinning the Delta version so every stage of a job sees the same snapshot."""
-    if ref.format == "delta":
-        pinned = version if version is not None else table_version(spark, ref.path)
+def table_version(spark: SparkSession, path: str | Location) -> int | None:
+    """Current version of a Delta table (by path or name), or None if there is no such table."""
+    return Location.of(path).version(spark)
+
+
+def read_table(spark: SparkSession, ref: TableRef | Location, version: int | None = None) -> ReadResult:
+    """Read an input table (by path or name), pinning the Delta version so every stage of a job sees one snapshot."""
+    loc = Location.of(ref)
+    if loc.format == "delta":
+        pinned = version if version is not None else loc.version(spark)
         if pinned is None:
-            raise FileNotFoundError(f"no Delta table at {ref.path}")
-        df = spark.read.format("delta").option("versionAsOf", pinned).load(ref.path)
-        log.info("read %s at version %s", ref.path, pinned)
+            raise FileNotFoundError(f"no Delta table at {loc}")
+        df = loc.read(spark, pinned)
+        log.info("read %s at version %s", loc, pinned)
         return ReadResult(df, pinned)
-    df = spark.read.format(ref.format).load(ref.path)
-    log.info("read %s (%s)", ref.path, ref.format)
+    df = loc.read(spark)
+    log.info("read %s (%s)", loc, loc.format)
     return ReadResult(df, None)
 
 
-def read_output(spark: SparkSession, path: str, as_of: dt.date | None = None) -> DataFrame | None:
+def read_output(spark: SparkSession, path: str | Location, as_of: dt.date | None = None) -> DataFrame | None:
     """An output table (optionally one as-of slice), or None when it does not exist yet."""
-    if not is_delta_table(spark, path):
+    loc = Location.of(path)
+    if not loc.exists(spark):
         return None
-    df = spark.read.format("delta").load(path)
+    df = loc.read(spark)
     if as_of is not None:
         import pyspark.sql.functions as F
 
@@ -80,13 +78,6 @@ def previous_as_of(spark: SparkSession, path: str, as_of: dt.date) -> dt.date | 
         return None
     row = df.where(F.col("as_of_date") < F.lit(as_of)).agg(F.max("as_of_date").alias("d")).first()
     return row["d"] if row else None
-
-
-def qualify(path: str) -> str:
-    """An absolute location: local relative paths resolve against the working directory, URIs stay as they are."""
-    if "://" in path or path.startswith("dbfs:"):
-        return path
-    return os.path.abspath(path)
 
 
 # Delta errors raised when another writer committed first; the losing transaction changed nothing and may retry.
@@ -145,7 +136,7 @@ def _constrained_schema(schema: T.StructType, not_null: Collection[str]) -> T.St
 
 def ensure_table(
     spark: SparkSession,
-    path: str,
+    path: str | Location,
     schema: T.StructType,
     partition_by: tuple[str, ...] = (),
     properties: Mapping[str, str] | None = None,
@@ -159,37 +150,27 @@ def ensure_table(
     Properties such as Change Data Feed are set before the first row lands, so the feed covers every version. NOT NULL
     columns and CHECK constraints (``delta.constraints.<name>``) are part of the creating commit, so no reader ever sees
     the table without them and no data can slip in between. Two runs creating the same table at once is not an
-    error: the loser's retry finds the winner's table and leaves it as it is.
+    error: the loser's retry finds the winner's table and leaves it as it is. A table by name is created in the catalog
+    (its schema too when missing) as ``CREATE TABLE ... USING DELTA``; one by path as ``delta.`<path>```.
     """
-    from delta.tables import DeltaTable
+    loc = Location.of(path)
 
     def create() -> None:
-        if is_delta_table(spark, path):
+        if loc.exists(spark):
             return
-        builder = (
-            DeltaTable.createIfNotExists(spark)
-            .location(qualify(path))
-            .addColumns(_constrained_schema(schema, set(not_null)))
-        )
-        if partition_by:
-            builder = builder.partitionedBy(*partition_by)
-        for key, value in (properties or {}).items():
-            builder = builder.property(key, value)
-        for name, expression in (checks or {}).items():
-            builder = builder.property(f"delta.constraints.{name}", expression)
-        builder.execute()
+        constrained = _constrained_schema(schema, set(not_null))
+        loc.create(spark, constrained, partition_by, properties, not_null=not_null, checks=checks)
 
-    _with_commit_retries(create, f"creation of {path}", retries, retryable=is_concurrent_creation_error)
+    _with_commit_retries(create, f"creation of {loc}", retries, retryable=is_concurrent_creation_error)
 
 
-def _committed_version(spark: SparkSession, path: str, marker: str) -> int:
+def _committed_version(spark: SparkSession, path: str | Location, marker: str) -> int:
     """The version of the commit tagged ``marker``: exact even when other runs committed right after it."""
     import pyspark.sql.functions as F
-    from delta.tables import DeltaTable
 
     row = (
-        DeltaTable.forPath(spark, qualify(path))
-        .history(100)
+        Location.of(path)
+        .history(spark, 100)
         .where(F.col("userMetadata") == F.lit(marker))
         .agg(F.max("version").alias("v"))
         .first()
@@ -202,7 +183,7 @@ def _committed_version(spark: SparkSession, path: str, marker: str) -> int:
 
 def write_snapshot(
     df: DataFrame,
-    path: str,
+    path: str | Location,
     as_of: dt.date,
     *,
     partition_by: tuple[str, ...] = ("as_of_date",),
@@ -234,18 +215,19 @@ def write_snapshot(
     )
     if max_records_per_file:
         writer = writer.option("maxRecordsPerFile", max_records_per_file)
-    _with_commit_retries(lambda: writer.save(qualify(path)), f"write of {path} as_of_date={as_of}", retries)
+    loc = Location.of(path)
+    _with_commit_retries(lambda: loc.save(writer), f"write of {loc} as_of_date={as_of}", retries)
     version = _committed_version(spark, path, marker)
     log.info("wrote %s as_of_date=%s -> version %s", path, as_of, version)
     return version
 
 
-def overwrite_table(df: DataFrame, path: str, partition_by: tuple[str, ...] = ()) -> int:
-    """Replace a whole table (synthetic inputs, reference data) in one commit."""
+def overwrite_table(df: DataFrame, path: str | Location, partition_by: tuple[str, ...] = ()) -> int:
+    """Replace a whole table (synthetic inputs, reference data), by path or by name, in one commit."""
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    Location.of(path).save(writer)
     version = table_version(df.sparkSession, path)
     log.info("wrote %s -> version %s", path, version)
     return int(version) if version is not None else -1
