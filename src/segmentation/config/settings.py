@@ -9,6 +9,7 @@ Rules (segments, tags, tiers, audiences) live in ``rules``, the trained models' 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,6 +104,7 @@ class OutputTables(_Frozen):
     orders_rejected: str = "orders_rejected"
     campaign_uplift: str = "campaign_uplift"
     segment_runs: str = "segment_runs"
+    identity_conflicts: str = "identity_conflicts"
     segment_membership: str = "segment_membership"
     segment_changes: str = "segment_changes"
 
@@ -219,6 +221,25 @@ class GenerateSettings(_Frozen):
 # --------------------------------------------------------------------------------------------------------------------
 # Data quality
 # --------------------------------------------------------------------------------------------------------------------
+class IdentitySettings(_Frozen):
+    """How the identity map resolves (``transforms.identity``): chains to a fixed point, conflicts by a policy."""
+
+    conflict_policy: Literal["smallest_id", "latest", "reject"] = Field(
+        description="A channel id claimed by several customers goes to the smallest customer id, to the most recent"
+        " mapping (needs timestamp_column), or its orders are rejected (identity_conflict).",
+    )
+    timestamp_column: str | None = Field(description="The identity-map column dating each mapping (policy latest).")
+    max_chain_length: int = Field(
+        ge=1, le=100, description="Hops followed along chains (one join each); a longer chain stops there, warned."
+    )
+
+    @model_validator(mode="after")
+    def _latest_needs_a_timestamp(self) -> IdentitySettings:
+        if self.conflict_policy == "latest" and self.timestamp_column is None:
+            raise ValueError("conflict_policy 'latest' needs timestamp_column: the identity-map column dating mappings")
+        return self
+
+
 class QualitySettings(_Frozen):
     currencies: list[str] = Field(min_length=1, description="Accepted currency codes; others are rejected rows.")
     statuses: list[str]
@@ -243,6 +264,26 @@ class QualitySettings(_Frozen):
         min_length=1,
         description="Spark datetime patterns tried in order on text timestamps; without a zone they are read as UTC.",
     )
+    case_insensitive: list[Literal["channel", "currency", "status"]] = Field(
+        description="Code columns compared ignoring case everywhere (checks, duplicate key, identity and exclusion"
+        " joins, FX): channel and status fold to lower case, currency to upper case. Keys and codes are always trimmed"
+        " of Unicode whitespace.",
+    )
+    latest_version_column: str | None = Field(
+        description="An orders column (e.g. updated_at) by which the latest valid copy of a re-sent order wins; null:"
+        " the earliest order_ts, then every column in order, decides between valid copies.",
+    )
+    guest_orders_count_as_rejected: bool = Field(
+        description="Orders without a customer id are rejected as guest_order; false: they are reported but do not"
+        " count toward quality.max_rejected_share.",
+    )
+    max_order_amount: Decimal = Field(
+        gt=0,
+        lt=Decimal("1e16"),
+        description="Larger amounts (after FX conversion) are rejected rows (amount_out_of_range): the documented bound"
+        " that keeps per-customer sums within decimal(18,2).",
+    )
+    identity: IdentitySettings
 
     @model_validator(mode="after")
     def _one_reporting_currency(self) -> QualitySettings:
