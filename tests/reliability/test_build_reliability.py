@@ -31,8 +31,8 @@ BAD_ROWS = [
     (order_row("o22", "c7", "2026-06-20T00:00:00", "20.00", currency="EUR", discount="1.00"), None),  # 156.00
     (order_row("o23", "c7", "2026-06-14T00:00:00", "5.00", currency="EUR"), "missing_fx_rate"),
     (order_row("o24", "c8", "2026-06-14T00:00:00", "5.00", currency="GBP"), "missing_fx_rate"),  # accepted, no rate
-    (order_row("o30", None, "2026-06-01T00:00:00", "5.00"), "missing_customer_id"),
-    (order_row("o31", "  ", "2026-06-01T00:00:00", "5.00"), "missing_customer_id"),
+    (order_row("o30", None, "2026-06-01T00:00:00", "5.00"), "guest_order"),
+    (order_row("o31", "\u3000", "2026-06-01T00:00:00", "5.00"), "guest_order"),  # an ideographic space is blank
     (order_row("o32", "c9", "2026-06-01T00:00:00", None), "invalid_amount"),
     (order_row("o33", "c9", "2026-06-01T00:00:00", "0.00"), "invalid_amount"),
     (order_row("o34", "c9", "2026-06-01T00:00:00", "-5.00"), "invalid_amount"),
@@ -146,7 +146,7 @@ def test_valid_plus_rejected_is_the_input_with_every_kind_of_bad_row(spark, scen
     assert first.valid_rows + len(got) == first.input_rows
     assert first.reasons == {
         "missing_fx_rate": 3,
-        "missing_customer_id": 2,
+        "guest_order": 2,
         "invalid_amount": 3,
         "unknown_currency": 1,
         "future_order_ts": 1,
@@ -172,10 +172,10 @@ def test_foreign_amounts_are_converted_before_aggregates(spark, scenario):
 
 def test_above_the_rejected_share_the_run_fails_and_writes_nothing(scenario):
     assert scenario["refusal"] == (
-        "15 of 27 order rows (55.56%) are invalid (2 excluded rows not counted), above "
+        "13 of 25 order rows (52.00%) are invalid (2 excluded rows, 2 guest orders not counted), above "
         "quality.max_rejected_share=50.00%; no output was written. Reasons: duplicate_order=2, excluded_customer=2, "
-        "future_order_ts=1, invalid_amount=3, invalid_discount=1, "
-        "missing_customer_id=2, missing_fx_rate=3, missing_order_id=1, unknown_currency=1, unknown_status=1"
+        "future_order_ts=1, guest_order=2, invalid_amount=3, invalid_discount=1, "
+        "missing_fx_rate=3, missing_order_id=1, unknown_currency=1, unknown_status=1"
     )
     assert scenario["versions_after_refusal"] == scenario["versions_before_refusal"]
 

@@ -31,6 +31,23 @@ def end_of_day_seconds(as_of: dt.date) -> int:
     return (day_number(as_of) + 1) * SECONDS_PER_DAY
 
 
+# What is trimmed from both ends of keys and codes: Unicode separators (\p{Z}: space, no-break space U+00A0,
+# ideographic space U+3000, ...), control characters (\p{Cc}: tab, newline, ...) and invisible format characters
+# (\p{Cf}: zero-width space U+200B, word joiner U+2060, byte-order mark U+FEFF, ...). Java regex classes, so the
+# expression runs inside Spark; ``F.trim`` removes only the ASCII space.
+_EDGE = r"[\p{Z}\p{Cc}\p{Cf}]+"
+
+
+def clean_text(text: Column) -> Column:
+    """Text without leading or trailing Unicode whitespace or invisible characters (null stays null)."""
+    return F.regexp_replace(text, f"^{_EDGE}|{_EDGE}$", "")
+
+
+def is_blank(text: Column) -> Column:
+    """Null, empty, or nothing but Unicode whitespace and invisible characters: a missing value."""
+    return text.isNull() | (clean_text(text) == "")
+
+
 def safe_ratio(numerator: Column, denominator: Column) -> Column:
     """numerator / denominator as double, null when the denominator is 0 or null."""
     return F.when(denominator != 0, numerator.cast("double") / denominator.cast("double"))

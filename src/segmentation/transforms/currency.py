@@ -4,16 +4,20 @@ Every valid order in another currency is converted with the rate of its order da
 before that day. The lookup runs on the distinct (currency, day) pairs of the orders, a few thousand rows at most, so
 the range join never touches the order rows and needs no global window; the result is broadcast back onto the orders.
 A valid order whose currency has no rate on or before its date becomes a rejected row (``missing_fx_rate``): an
-amount is never summed unconverted, never with a silent rate of 1.
+amount is never summed unconverted, never with a silent rate of 1. A converted amount that decimal(18,2) cannot hold,
+or above the configured maximum, is a rejected row too (``amount_out_of_range``), never an overflow error. Currency
+codes are compared trimmed of Unicode whitespace and in upper case on both sides (``columns.clean_text``).
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
-from segmentation.transforms.columns import utc_day
-from segmentation.transforms.quality import REASON
+from segmentation.transforms.columns import clean_text, utc_day
+from segmentation.transforms.quality import AMOUNT_OUT_OF_RANGE, AMOUNT_TYPE, REASON
 
 MISSING_FX_RATE = "missing_fx_rate"
 
@@ -22,7 +26,7 @@ RATE_TYPE = "decimal(18,8)"
 
 
 def _currency_code(column: str = "currency"):
-    return F.upper(F.trim(F.col(column)))
+    return F.upper(clean_text(F.col(column)))
 
 
 def rates_by_order_day(tagged_df: DataFrame, fx_df: DataFrame, reporting_currency: str) -> DataFrame:
@@ -49,8 +53,10 @@ def rates_by_order_day(tagged_df: DataFrame, fx_df: DataFrame, reporting_currenc
     )
 
 
-def with_reporting_currency(tagged_df: DataFrame, fx_df: DataFrame | None, reporting_currency: str) -> DataFrame:
-    """Convert valid orders to ``reporting_currency``; reject valid foreign orders without a rate.
+def with_reporting_currency(
+    tagged_df: DataFrame, fx_df: DataFrame | None, reporting_currency: str, max_amount: Decimal | None = None
+) -> DataFrame:
+    """Convert valid orders to ``reporting_currency``; reject valid foreign orders without a rate or too large.
 
     The output has the input's columns: valid rows carry converted ``amount`` and ``discount_amount`` (rounded half
     up to cents) and ``currency`` = the reporting currency; rejected rows keep their original values, so
@@ -61,6 +67,8 @@ def with_reporting_currency(tagged_df: DataFrame, fx_df: DataFrame | None, repor
         fx_df: ``currency``, ``rate_date``, ``rate_to_reporting`` (one unit of currency in the reporting currency);
             None when no FX table is configured: then only orders already in the reporting currency stay valid.
         reporting_currency: the currency every aggregate is in.
+        max_amount: a converted amount above it is ``amount_out_of_range`` (``quality.max_order_amount``); None: only
+            amounts decimal(18,2) cannot hold are.
     """
     reporting = reporting_currency.upper()
     columns = tagged_df.columns
@@ -78,12 +86,20 @@ def with_reporting_currency(tagged_df: DataFrame, fx_df: DataFrame | None, repor
         )
         rate = F.col("_fx_rate")
     effective = F.when(is_foreign, rate).otherwise(F.lit(1).cast(RATE_TYPE))
-    convert = is_valid & is_foreign & rate.isNotNull()
-    df = df.withColumn(
-        REASON, F.when(is_valid & is_foreign & rate.isNull(), F.lit(MISSING_FX_RATE)).otherwise(F.col(REASON))
+    converted = {c: F.round(F.col(c) * effective, 2).try_cast(AMOUNT_TYPE) for c in AMOUNT_COLUMNS}
+    fits = converted["amount"].isNotNull() & (
+        F.col("discount_amount").isNull() | converted["discount_amount"].isNotNull()
     )
+    if max_amount is not None:
+        fits = fits & (converted["amount"] <= F.lit(max_amount))
+    df = df.withColumn(
+        REASON,
+        F.when(is_valid & is_foreign & rate.isNull(), F.lit(MISSING_FX_RATE))
+        .when(is_valid & is_foreign & ~fits, F.lit(AMOUNT_OUT_OF_RANGE))
+        .otherwise(F.col(REASON)),
+    )
+    convert = F.col(REASON).isNull() & is_foreign & rate.isNotNull()  # the reason just set: rejected rows keep values
     for column in AMOUNT_COLUMNS:
-        converted = F.round(F.col(column) * effective, 2).cast("decimal(18,2)")
-        df = df.withColumn(column, F.when(convert, converted).otherwise(F.col(column)))
+        df = df.withColumn(column, F.when(convert, converted[column]).otherwise(F.col(column)))
     df = df.withColumn("currency", F.when(convert, F.lit(reporting)).otherwise(F.col("currency")))
     return df.select(*columns)

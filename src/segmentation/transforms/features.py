@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame, Window
@@ -17,6 +18,28 @@ from segmentation.config import FeatureSettings, QualitySettings
 from segmentation.transforms.columns import day_number, day_to_date, safe_ratio, utc_day
 
 KEY = "customer_id"
+AMOUNT_TYPE = "decimal(18,2)"
+MAX_AMOUNT = Decimal("9999999999999999.99")  # the largest decimal(18,2)
+
+
+def money(column: str, name: str | None = None) -> Column:
+    """A per-customer sum (accumulated as decimal(28,2), which cannot overflow) as the decimal(18,2) of every amount.
+
+    ``quality.max_order_amount`` keeps sums far below the bound in practice (a customer would need 10,000 orders at
+    that maximum). A sum beyond it stops the job with a message naming the customer and the column, never the
+    ANSI overflow error of a plain cast.
+    """
+    name = name or column
+    total = F.col(column)
+    message = F.concat(
+        F.lit(f"customer_features: {name} of customer "),
+        F.col(KEY),
+        F.lit(" is "),
+        total.cast("string"),
+        F.lit(f", beyond decimal(18,2) ({MAX_AMOUNT:,}): check the unit of the amounts or quality.max_order_amount"),
+    )
+    fits = F.abs(total) <= F.lit(MAX_AMOUNT)
+    return F.when(fits, total.cast(AMOUNT_TYPE)).otherwise(F.raise_error(message)).alias(name)
 
 
 def identifier(text: str) -> str:
@@ -126,10 +149,10 @@ def customer_features(
         (today - F.col("_last_day")).alias("recency_days"),
         (today - F.col("_first_day")).alias("tenure_days"),
         "frequency",
-        F.col("monetary").cast("decimal(18,2)").alias("monetary"),
+        money("monetary"),
         "orders_total",
-        F.col("amount_total").cast("decimal(18,2)").alias("amount_total"),
-        *[F.col(c).cast("decimal(18,2)").alias(c) if c.startswith("amount_") else F.col(c) for c in window_cols],
+        money("amount_total"),
+        *[money(c) if c.startswith("amount_") else F.col(c) for c in window_cols],
         safe_ratio(F.col("amount_total"), sales).alias("avg_order_value"),
         "distinct_order_days",
         "mean_interval_days",
