@@ -142,6 +142,9 @@ OUTPUTS: Mapping[str, OutputSpec] = {
         change_data_feed=True,
         deletion_vectors=True,
     ),
+    "identity_conflicts": OutputSpec(
+        OutputConstraints(not_null=("as_of_date", "channel_customer_id", "claims", "policy", "run_id")), files=1
+    ),
     "campaign_uplift": OutputSpec(files=1),
     "segment_runs": OutputSpec(
         OutputConstraints(

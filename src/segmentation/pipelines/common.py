@@ -18,7 +18,13 @@ from segmentation.config import Settings, TableRef
 from segmentation.errors import InputError
 from segmentation.runs import JobRun
 from segmentation.transforms import currency, population, quality
-from segmentation.transforms.identity import stitch_identities
+from segmentation.transforms.identity import (
+    Resolution,
+    conflict_rows,
+    resolve_identities,
+    stitch_identities,
+    with_conflicts_rejected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +42,14 @@ def read_orders(spark: SparkSession, settings: Settings) -> io.ReadResult:
     q = settings.quality
     text_columns = schema.TEXT_PARSED_ORDER_COLUMNS if q.parse_text_columns else ()
     schema.check_columns(result.df, schema.ORDERS, settings.inputs.orders.path, text_columns)
-    df = quality.with_parsed_text(result.df, q.timestamp_formats) if q.parse_text_columns else result.df
-    keep = (quality.PARSE_REASON,) if q.parse_text_columns else ()
+    df = quality.with_parsed_text(result.df, q.timestamp_formats)  # text where accepted, and non-decimal amounts
+    latest = q.latest_version_column
+    if latest is not None and latest not in result.df.columns:
+        raise schema.SchemaError(
+            f"orders table at {settings.inputs.orders.path} has no column '{latest}' (quality.latest_version_column):"
+            f" name one of {', '.join(result.df.columns)}, or null"
+        )
+    keep = (quality.PARSE_REASON, *((latest,) if latest else ()))
     return io.ReadResult(schema.conform(df, schema.ORDERS, keep), result.version)
 
 
@@ -74,6 +86,7 @@ class Orders:
     tagged_df: DataFrame
     valid_df: DataFrame
     versions: dict[str, int | None] = field(default_factory=dict)
+    identity: Resolution | None = None  # the resolved identity map and its conflicts (written by ``validate``)
 
 
 def read_and_tag_orders(run: JobRun) -> Orders:
@@ -90,10 +103,15 @@ def read_and_tag_orders(run: JobRun) -> Orders:
         fx = read_optional(spark, settings.inputs.fx_rates, schema.FX_RATES)
         exclusions = read_optional(spark, settings.inputs.exclusions, schema.EXCLUSIONS)
         info["orders_version"] = orders.version
-    identity_df = identity.df if identity else None
+    resolution = None
+    if identity is not None:
+        with run.stage("resolve identities") as info:
+            resolution = resolve_identities(identity.df, settings.quality)
+            info["conflicts"] = resolution.conflicts
+    identity_df = resolution.map_df if resolution is not None else None
     with run.stage("find repeated order keys"):
-        keys_df = quality.exclusion_keys(exclusions.df, identity_df) if exclusions else None
-        duplicates_df = run.persist(quality.duplicate_keys(orders.df))
+        keys_df = quality.exclusion_keys(exclusions.df, identity_df, settings.quality) if exclusions else None
+        duplicates_df = run.persist(quality.duplicate_keys(orders.df, settings.quality))
         repeated_keys = duplicates_df.count()
         broadcast = repeated_keys <= settings.quality.broadcast_duplicate_keys_max
         log.info(
@@ -108,7 +126,7 @@ def read_and_tag_orders(run: JobRun) -> Orders:
         )
         if settings.quality.reporting_currency is not None:
             tagged = currency.with_reporting_currency(
-                tagged, fx.df if fx else None, settings.quality.reporting_currency
+                tagged, fx.df if fx else None, settings.quality.reporting_currency, settings.quality.max_order_amount
             )
         if not broadcast:
             tagged = run.persist(tagged)  # every row passes a window then: do it once for every reader
@@ -116,8 +134,10 @@ def read_and_tag_orders(run: JobRun) -> Orders:
     for name, read in (("identity_map", identity), ("fx_rates", fx), ("exclusions", exclusions)):
         if read is not None or name == "identity_map":
             versions[name] = read.version if read else None
-    valid_df = stitch_identities(quality.valid_orders(tagged), identity_df)
-    return Orders(orders.df, tagged, valid_df, versions)
+    if resolution is not None:
+        tagged = with_conflicts_rejected(tagged, resolution, settings.quality)
+    valid_df = stitch_identities(quality.valid_orders(tagged, settings.quality), resolution, settings.quality)
+    return Orders(orders.df, tagged, valid_df, versions, resolution)
 
 
 def validate(run: JobRun, orders: Orders) -> tuple[DataFrame, dict[str | None, int]]:
@@ -125,8 +145,13 @@ def validate(run: JobRun, orders: Orders) -> tuple[DataFrame, dict[str | None, i
     with run.stage("validate orders") as info:
         rejected_df = run.persist(orders.tagged_df.where(F.col(quality.REASON).isNotNull()))
         counts = quality.count_reasons(rejected_df, orders.input_df.count())
-        quality.check_rejected_share(counts, run.settings.quality.max_rejected_share, run.settings.inputs.orders.path)
+        q, source = run.settings.quality, run.settings.inputs.orders.path
+        quality.check_rejected_share(counts, q.max_rejected_share, source, quality.not_counted_reasons(q))
         info.update({"input": sum(counts.values()), "rejected": sum(v for k, v in counts.items() if k)})
+        info["guest_orders"] = counts.get(quality.GUEST_ORDER, 0)
+    if orders.identity is not None and run.run_id is not None:  # after begin (build), before any other table
+        with run.stage("write identity_conflicts"):
+            run.write("identity_conflicts", conflict_rows(orders.identity, run.as_of, run.run_id))
     return rejected_df, counts
 
 
