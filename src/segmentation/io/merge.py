@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 
+from segmentation.io.location import Location
 from segmentation.io.tables import (
     DEFAULT_COMMIT_RETRIES,
     _with_commit_retries,
     ensure_table,
-    is_delta_table,
-    qualify,
     table_version,
 )
 
@@ -56,29 +55,27 @@ class MergeResult:
     metrics: Mapping[str, int] = field(default_factory=dict)
 
 
-def state_as_of(spark: SparkSession, path: str) -> dt.date | None:
+def state_as_of(spark: SparkSession, path: str | Location) -> dt.date | None:
     """The as-of date a state table is up to date with (its ``segmentation.state_as_of_date``), None without one."""
-    from delta.tables import DeltaTable
-
-    if not is_delta_table(spark, path):
+    loc = Location.of(path)
+    if not loc.exists(spark):
         return None
-    properties = DeltaTable.forPath(spark, qualify(path)).detail().select("properties").first()["properties"] or {}
+    properties = spark.sql(f"DESCRIBE DETAIL {loc.sql}").select("properties").first()["properties"] or {}
     value = properties.get(STATE_PROPERTY)
     return dt.date.fromisoformat(value) if value else None
 
 
-def _set_state_as_of(spark: SparkSession, path: str, as_of: dt.date) -> None:
-    spark.sql(f"ALTER TABLE delta.`{qualify(path)}` SET TBLPROPERTIES ('{STATE_PROPERTY}' = '{as_of.isoformat()}')")
+def _set_state_as_of(spark: SparkSession, path: str | Location, as_of: dt.date) -> None:
+    spark.sql(f"ALTER TABLE {Location.of(path).sql} SET TBLPROPERTIES ('{STATE_PROPERTY}' = '{as_of.isoformat()}')")
 
 
-def _commit_of(spark: SparkSession, path: str, marker: str) -> tuple[int, dict[str, int]] | None:
+def _commit_of(spark: SparkSession, path: str | Location, marker: str) -> tuple[int, dict[str, int]] | None:
     """The version and operation metrics of the commit tagged ``marker``, None when there is none."""
     import pyspark.sql.functions as F
-    from delta.tables import DeltaTable
 
     row = (
-        DeltaTable.forPath(spark, qualify(path))
-        .history(50)
+        Location.of(path)
+        .history(spark, 50)
         .where(F.col("userMetadata") == F.lit(marker))
         .select("version", "operationMetrics")
         .first()
@@ -95,7 +92,7 @@ def _differs(columns: Collection[str]) -> str:
 
 def merge_state(
     source_df: DataFrame,
-    path: str,
+    path: str | Location,
     key: str,
     as_of: dt.date,
     *,
@@ -110,14 +107,15 @@ def merge_state(
     table and its feed; a source row with a new key is inserted. Source columns the table lacks are added (schema
     evolution); the source must carry every column of the table. The table is created on first use with
     ``properties`` (Change Data Feed, deletion vectors) and its constraints. A commit that loses a race with another
-    writer is retried, the state date checked again first.
+    writer is retried, the state date checked again first. The MERGE is SQL (``MERGE [WITH SCHEMA EVOLUTION] INTO``
+    from a temporary view of the source), so it runs by path or by name, classic or over Spark Connect.
 
     Returns:
         What was done; ``skipped`` when the table's state date is after ``as_of`` (nothing is written then).
     """
-    from delta.tables import DeltaTable
-
     spark = source_df.sparkSession
+    loc = Location.of(path)
+    source = f"segmentation_merge_source_{uuid.uuid4().hex}"
     ensure_table(spark, path, source_df.schema, (), properties, not_null=not_null, checks=checks, retries=retries)
     marker = f"segmentation merge as_of_date={as_of} write={uuid.uuid4().hex}"
     before: list[dt.date | None] = []
@@ -129,20 +127,17 @@ def merge_state(
             return False
         if state is None or as_of > state:
             _set_state_as_of(spark, path, as_of)
-        target = DeltaTable.forPath(spark, qualify(path))
         columns = [c for c in source_df.columns if c != key]
-        builder = (
-            target.alias("t")
-            .merge(source_df.alias("s"), f"t.`{key}` = s.`{key}`")
-            .whenMatchedUpdateAll(condition=_differs(columns) if columns else "false")
-            .whenNotMatchedInsertAll()
+        evolve = " WITH SCHEMA EVOLUTION" if set(source_df.columns) - set(loc.read(spark).columns) else ""
+        statement = (
+            f"MERGE{evolve} INTO {loc.sql} t USING {source} s ON t.`{key}` = s.`{key}` "
+            f"WHEN MATCHED AND ({_differs(columns) if columns else 'false'}) THEN UPDATE SET * "
+            "WHEN NOT MATCHED THEN INSERT *"
         )
-        if set(source_df.columns) - set(target.toDF().columns):
-            builder = builder.withSchemaEvolution()
         previous = spark.conf.get(_USER_METADATA, None)
         spark.conf.set(_USER_METADATA, marker)
         try:
-            builder.execute()
+            spark.sql(statement)
         finally:
             if previous is None:
                 spark.conf.unset(_USER_METADATA)
@@ -150,7 +145,11 @@ def merge_state(
                 spark.conf.set(_USER_METADATA, previous)
         return True
 
-    applied = _with_commit_retries(attempt, f"merge into {path} as_of_date={as_of}", retries)
+    source_df.createOrReplaceTempView(source)
+    try:
+        applied = _with_commit_retries(attempt, f"merge into {loc} as_of_date={as_of}", retries)
+    finally:
+        spark.catalog.dropTempView(source)
     state = before[0] if before else None
     if not applied:
         log.warning(
