@@ -206,14 +206,15 @@ def cmd_train(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
 
     result = run_train(_spark(settings), settings, as_of)
     print(f"as-of {result.as_of}  orders version {result.orders_version}  tracking {settings.mlflow.tracking_uri}")
-    print(f"clv: calibration up to {result.calibration_end}, run {result.clv_run_id}")
-    print("  " + "  ".join(f"{k}={v:.4g}" for k, v in result.clv_params.items()))
-    for key in ("holdout_mae", "holdout_rmse", "holdout_actual_total", "holdout_predicted_total", "spend_mae"):
-        print(f"  {key:<26}{result.clv_metrics[key]:>12.4f}")
-    print(f"churn: features at {result.churn_cutoff}, run {result.churn_run_id}")
-    print(f"  {'metric':<26}{'model':>12}{'baseline':>12}")
-    for key in ("auc", "pr_auc", "brier", "lift_top_decile"):
-        print(f"  {key:<26}{result.churn_metrics[key]:>12.4f}{result.churn_baseline_metrics[key]:>12.4f}")
+    for o in result.outcomes:
+        print(f"{o.name}: {o.window}, run {o.run_id}")
+        if o.params:
+            print("  " + "  ".join(f"{k}={v:.4g}" for k, v in o.params.items()))
+        if o.baseline_metrics:
+            print(f"  {'metric':<26}{'model':>12}{'baseline':>12}")
+        for key in o.key_metrics:
+            baseline = f"{o.baseline_metrics[key]:>12.4f}" if o.baseline_metrics else ""
+            print(f"  {key:<26}{o.metrics[key]:>12.4f}{baseline}")
     for p in result.promotions:
         against = (
             f"champion v{p.champion_version} {p.champion_value:.4f} on the same holdout"
@@ -229,10 +230,8 @@ def cmd_score(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
     from segmentation.pipelines import run_score
 
     result = run_score(_spark(settings), settings, as_of)
-    print(
-        f"as-of {result.as_of}: scored {result.customers:,} customers with clv v{result.clv_version} and churn "
-        f"v{result.churn_version}"
-    )
+    models = " and ".join(f"{name} v{version}" for name, version in result.versions.items())
+    print(f"as-of {result.as_of}: scored {result.customers:,} customers with {models}")
     print(f"  {settings.outputs.table_path('customer_segments')}  (version {result.segments_version})")
     return EXIT_OK
 

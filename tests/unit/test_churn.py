@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from segmentation.models import churn
+from segmentation.models import churn, churn_model
+from segmentation.models.base import CannotScoreError
 from segmentation.models.tracking import beats
 from tests.conftest import ORDER_COLUMNS, order_row
 
@@ -98,6 +99,36 @@ def test_lift_shares_a_tie_at_the_cut_pro_rata(spark):
     metrics = churn.evaluate(df)
     assert metrics["top_decile_share"] == pytest.approx(0.1, rel=1e-12)
     assert metrics["lift_top_decile"] == pytest.approx(0.5 / 0.3, rel=1e-12)
+
+
+def test_family_frames_are_the_labelled_features_at_the_cutoff(spark, settings_for):
+    settings = settings_for("models.churn.horizon_days=30")
+    orders_df = spark.createDataFrame(
+        [order_row("o1", "c1", "2026-01-10T10:00:00", 50), order_row("o2", "c2", "2026-02-01T10:00:00", 30)],
+        ORDER_COLUMNS,
+    )
+    frames = churn_model.ChurnFamily(settings).prepare(orders_df, dt.date(2026, 3, 31))
+    try:
+        assert (frames.cutoff, frames.window) == (CUTOFF, f"features at {CUTOFF}")
+        got = {r["customer_id"]: r[churn.LABEL] for r in frames.labelled_df.collect()}
+    finally:
+        frames.release()
+    assert got == {"c1": 1.0, "c2": 1.0}
+
+
+def test_a_model_that_cannot_read_the_features_cannot_score(spark, settings_for):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import SQLTransformer
+
+    # A champion trained when a feature existed that today's features no longer have.
+    old_df = spark.createDataFrame([("c1", 1.0)], "customer_id string, retired_feature double")
+    model = Pipeline(stages=[SQLTransformer(statement="SELECT *, retired_feature AS x FROM __THIS__")]).fit(old_df)
+    labelled_df = spark.createDataFrame(
+        [("c1", 1.0, True)], f"customer_id string, {churn.LABEL} double, is_holdout boolean"
+    )
+    frames = churn_model.ChurnFrames(labelled_df, dt.date(2026, 6, 30), CUTOFF)
+    with pytest.raises(CannotScoreError, match="cannot read the features"):
+        churn_model.ChurnFamily(settings_for()).evaluate(model, frames)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation.models import clv
+from segmentation.models import clv, clv_model
 from segmentation.models import clv_training as ct
 from tests.conftest import ORDER_COLUMNS, order_row
 
@@ -107,12 +107,14 @@ def test_spark_predictions_equal_the_pyfunc_numpy_predictions(orders_df, setting
     model = ct.ClvModel(BGNBD, GG, "weeks")
     clv_settings = settings_for("models.clv.horizon_days=365", "models.clv.cash_flow_step_days=30").models.clv
     horizon = ct.Horizon.from_settings(clv_settings, "weeks")
-    spark_rows = {r["customer_id"]: r.asDict() for r in ct.with_predictions(summary_df, model, horizon).collect()}
+    spark_rows = {
+        r["customer_id"]: r.asDict() for r in clv_model.with_predictions(summary_df, model, horizon).collect()
+    }
     frame = pd.DataFrame(
         [(k, *v) for k, v in sorted(_summary(orders_df, "weeks").items())],
         columns=["customer_id", "frequency", "recency", "T", "monetary"],
     ).fillna({"monetary": 0.0})
-    numpy_df = ct.predict_frame(model, horizon, frame)
+    numpy_df = clv_model.predict_frame(model, horizon, frame)
     for i, customer in enumerate(frame["customer_id"]):
         for column in ("p_alive", "expected_purchases", "expected_spend", "clv"):
             assert spark_rows[customer][column] == pytest.approx(numpy_df[column][i], rel=1e-9), (customer, column)
@@ -152,3 +154,35 @@ def test_calibration_end_defaults_to_as_of_minus_holdout(settings_for):
     with pytest.raises(ValueError, match="before the as-of date"):
         ct.calibration_end(AS_OF, settings_for(f"models.clv.calibration_end={AS_OF}").models.clv)
     assert math.isfinite(ct.Horizon.from_settings(settings_for().models.clv, "days").discount_rate_per_period)
+
+
+def test_family_judges_a_champion_in_its_own_time_unit(orders_df, settings_for):
+    # Frames in weeks, champion fitted in days: it is evaluated on daily summaries of the same window.
+    settings = settings_for("models.clv.time_unit=weeks", "models.clv.holdout_days=30")
+    family = clv_model.ClvFamily(settings)
+    frames = family.prepare(orders_df, AS_OF)
+    try:
+        assert (frames.calibration_end, frames.time_unit, frames.window) == (END, "weeks", f"calibration up to {END}")
+        got = family.evaluate(ct.ClvModel(BGNBD, GG, "days"), frames)
+    finally:
+        frames.release()
+    summary_df = ct.customer_summary(orders_df, END, "days", "completed")
+    actuals_df = ct.holdout_actuals(orders_df, END, AS_OF, "days", "completed")
+    expected = ct.evaluate_holdout(summary_df, actuals_df, BGNBD, GG, 30.0, settings.models.clv.frequency_table_max)
+    assert got.metrics == pytest.approx(expected.metrics, rel=1e-12)
+    assert got.tables == {"holdout_by_frequency": expected.frequency_table}
+
+
+def test_family_score_columns_are_the_closed_forms_at_the_as_of_date(orders_df, settings_for):
+    from segmentation.models.base import ScoringInputs
+
+    settings = settings_for()
+    family = clv_model.ClvFamily(settings)
+    model = ct.ClvModel(BGNBD, GG, "days")
+    got_df = family.score_columns(model, ScoringInputs(orders_df, orders_df.limit(0), AS_OF))
+    assert got_df.columns == ["customer_id", "clv", "p_alive", "expected_purchases"]
+    horizon = ct.Horizon.from_settings(settings.models.clv, "days")
+    expected_df = clv_model.with_predictions(ct.customer_summary(orders_df, AS_OF, "days", "completed"), model, horizon)
+    expected = {r["customer_id"]: (r["clv"], r["p_alive"], r["expected_purchases"]) for r in expected_df.collect()}
+    got = {r["customer_id"]: (r["clv"], r["p_alive"], r["expected_purchases"]) for r in got_df.collect()}
+    assert got == expected and set(got) == {"a", "b", "c", "d"}

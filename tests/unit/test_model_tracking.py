@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from segmentation.config import MlflowSettings
-from segmentation.models import clv, tracking
+from segmentation.models import clv, clv_model, tracking
 from segmentation.models import clv_training as ct
 
 pytestmark = [pytest.mark.mlflow]
@@ -26,16 +26,24 @@ def test_artifacts_live_beside_a_sqlite_store(tmp_path):
     assert tracking.artifact_location(on_s3) == "s3://b/p"
 
 
-def _log(mae: float, champion: tuple[str, float] | None, horizon: ct.Horizon) -> tracking.RunRecord:
+def test_signature_from_type_and_column_pairs():
+    signature = tracking.signature([("long", "frequency"), ("double", "monetary")], [("double", "clv")])
+    as_pairs = [(c["type"], c["name"]) for c in signature.inputs.to_dict()]
+    assert as_pairs == [("long", "frequency"), ("double", "monetary")]
+    assert [(c["type"], c["name"]) for c in signature.outputs.to_dict()] == [("double", "clv")]
+
+
+def _log(family: clv_model.ClvFamily, mae: float, champion: tuple[str, float] | None) -> tracking.RunRecord:
+    fitted = clv_model.ClvFitted(model=MODEL, fit=None)  # log reads the model only
     return tracking.log_training_run(
         run_name="clv test",
         registered_model=NAME,
-        params=MODEL.params(),
+        params=family.params(fitted),
         metrics={"holdout_mae": mae, "spend_mae": float("nan")},
         inputs={"orders_path": "/lake/orders", "orders_version": 7},
         config={"models": {"clv": {"time_unit": "weeks"}}},
         tables={"holdout_by_frequency": [{"frequency": "0", "customers": 10}]},
-        log_model=tracking.clv_model_logger(MODEL, horizon, NAME),
+        log_model=lambda: family.log(fitted, NAME),
         metric="holdout_mae",
         greater_is_better=False,
         min_improvement=0.0,
@@ -46,16 +54,17 @@ def _log(mae: float, champion: tuple[str, float] | None, horizon: ct.Horizon) ->
 def test_champion_alias_moves_only_on_improvement(tmp_path, settings_for):
     import mlflow
 
-    horizon = ct.Horizon.from_settings(settings_for().models.clv, "weeks")
+    family = clv_model.ClvFamily(settings_for())
     tracking.configure(MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="t"))
     assert tracking.champion_version(NAME) is None
+    assert tracking.load_champion(family, NAME) is None
 
-    first = _log(0.50, None, horizon)
+    first = _log(family, 0.50, None)
     assert (first.promotion.version, first.promotion.promoted) == ("1", True)
-    worse = _log(0.60, ("1", 0.50), horizon)
+    worse = _log(family, 0.60, ("1", 0.50))
     assert (worse.promotion.version, worse.promotion.promoted) == ("2", False)
     assert tracking.champion_version(NAME) == "1"
-    better = _log(0.40, ("1", 0.50), horizon)
+    better = _log(family, 0.40, ("1", 0.50))
     assert (better.promotion.version, better.promotion.promoted) == ("3", True)
     assert tracking.champion_version(NAME) == "3"
 
@@ -67,10 +76,10 @@ def test_champion_alias_moves_only_on_improvement(tmp_path, settings_for):
         "models": {"clv": {"time_unit": "weeks"}}
     }
 
-    loaded, version = tracking.load_clv_champion(NAME)
+    loaded, version = tracking.load_champion(family, NAME)
     assert (loaded, version) == (MODEL, "3")
     pyfunc = mlflow.pyfunc.load_model(tracking.champion_uri(NAME))
-    assert pyfunc.metadata.signature == tracking.CLV_SIGNATURE
+    assert pyfunc.metadata.signature == clv_model.SIGNATURE
     out = pyfunc.predict(pd.DataFrame({"frequency": [2], "recency": [30], "T": [38], "monetary": [30.0]}))
     expected = clv.customer_lifetime_value(
         MODEL.bgnbd, MODEL.gamma_gamma, 2, 30, 38, 30.0, 365 / 7, 1.1 ** (7 / 365) - 1, 30 / 7

@@ -186,20 +186,31 @@ def evaluate(scored_df: DataFrame, relative_error: float = 0.001) -> dict[str, f
     }
 
 
+def holdout_metrics(model: PipelineModel, labelled_df: DataFrame, relative_error: float = 0.001) -> dict[str, float]:
+    """:func:`evaluate` of ``model`` on the holdout customers of a labelled frame.
+
+    Raises:
+        AnalysisException: the model needs a column the frame does not have (a feature that no longer exists).
+    """
+    holdout_df = labelled_df.where(F.col("is_holdout"))
+    return evaluate(with_churn_probability(model, holdout_df), relative_error)
+
+
 @dataclass(frozen=True)
-class ChurnTraining:
-    """A trained churn model, its recency-only baseline and both models' holdout metrics."""
+class ChurnFit:
+    """A trained churn model and its recency-only baseline, with the baseline's holdout metrics."""
 
     model: PipelineModel
     baseline: PipelineModel
-    metrics: dict[str, float]
     baseline_metrics: dict[str, float]
     train_customers: int
     holdout_customers: int
 
 
-def train_churn(labelled_df: DataFrame, settings: ChurnModelSettings) -> ChurnTraining:
-    """Fit the classifier and the baseline on the training customers; evaluate both on the holdout customers.
+def fit_churn(labelled_df: DataFrame, settings: ChurnModelSettings) -> ChurnFit:
+    """Fit the classifier and the baseline on the training customers; evaluate the baseline on the holdout.
+
+    The model's own holdout metrics come from :func:`holdout_metrics`, the same call that judges the champion.
 
     Args:
         labelled_df: output of :func:`labelled_features` (features, ``churned``, ``is_holdout``).
@@ -222,14 +233,12 @@ def train_churn(labelled_df: DataFrame, settings: ChurnModelSettings) -> ChurnTr
         if len({label for (h, label) in counts if not h}) < 2:
             raise ValueError("churn training labels are all one class: widen the history or change the horizon")
         train_df = data.where(~F.col("is_holdout"))
-        holdout_df = data.where(F.col("is_holdout"))
         model = churn_pipeline(settings).fit(train_df)
         baseline = baseline_pipeline(settings).fit(train_df)
-        metrics = evaluate(with_churn_probability(model, holdout_df), settings.quantile_relative_error)
-        baseline_metrics = evaluate(with_churn_probability(baseline, holdout_df), settings.quantile_relative_error)
+        baseline_metrics = holdout_metrics(baseline, data, settings.quantile_relative_error)
     finally:
         data.unpersist()
-    return ChurnTraining(model, baseline, metrics, baseline_metrics, int(train_n), int(holdout_n))
+    return ChurnFit(model, baseline, baseline_metrics, int(train_n), int(holdout_n))
 
 
 def input_example(labelled_df: DataFrame, settings: ChurnModelSettings) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""CLV training and scoring on Spark: per-customer summaries, the weighted fit, the holdout test, the MLflow model.
+"""CLV training on Spark: per-customer summaries, the weighted fit, the holdout test, the model as data.
 
 Spark computes each customer's repeat-purchase summary ``(frequency, recency, T, monetary)`` in whole model periods
 (days or weeks), then collapses customers to unique ``(frequency, recency, T)`` triples and ``(frequency, rounded
@@ -11,8 +11,8 @@ Periods are counted back from the end of the calibration window: period -1 ends 
 the first to the last of them, T the number from the first to the end of the window. The holdout counts purchase
 periods after the calibration end the same way, so predictions and actuals speak of the same thing.
 
-Scoring evaluates the closed forms as Spark column expressions on every customer; the MLflow ``pyfunc`` model wraps
-the same parameters with the numpy closed forms for anyone who wants to call the model outside Spark.
+Scoring (the closed forms as Spark columns on every customer) and the MLflow ``pyfunc`` (the same parameters with the
+numpy closed forms) belong to the CLV model family, :mod:`segmentation.models.clv_model`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
@@ -235,7 +234,7 @@ def evaluate_holdout(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# The model as data: what scoring needs, what MLflow stores
+# The model as data: what scoring needs, what MLflow stores (class paths stay: registered versions pickle them)
 # ----------------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ClvModel:
@@ -274,52 +273,3 @@ class Horizon:
             step=settings.cash_flow_step_days / days,
             discount_rate_per_period=(1.0 + settings.annual_discount_rate) ** (days / 365.0) - 1.0,
         )
-
-
-def with_predictions(summary_df: DataFrame, model: ClvModel, horizon: Horizon) -> DataFrame:
-    """``(customer_id, p_alive, expected_purchases, expected_spend, clv)`` as Spark column expressions."""
-    args = ("frequency", "recency", "T")
-    return summary_df.select(
-        KEY,
-        clv.p_alive_col(model.bgnbd, *args).alias("p_alive"),
-        clv.expected_purchases_col(model.bgnbd, horizon.periods, *args).alias("expected_purchases"),
-        clv.expected_spend_col(model.gamma_gamma, "frequency", "monetary").alias("expected_spend"),
-        clv.clv_col(
-            model.bgnbd,
-            model.gamma_gamma,
-            *args,
-            "monetary",
-            horizon.periods,
-            horizon.discount_rate_per_period,
-            horizon.step,
-        ).alias("clv"),
-    )
-
-
-def predict_frame(model: ClvModel, horizon: Horizon, frame: pd.DataFrame) -> pd.DataFrame:
-    """The numpy twin of :func:`with_predictions` on a pandas frame of ``frequency, recency, T, monetary``."""
-    x = frame["frequency"].to_numpy(dtype=float)
-    t_x = frame["recency"].to_numpy(dtype=float)
-    age = frame["T"].to_numpy(dtype=float)
-    m = frame["monetary"].to_numpy(dtype=float)
-    m = np.where(x > 0, m, 0.0)
-    return pd.DataFrame(
-        {
-            "p_alive": np.atleast_1d(clv.p_alive(model.bgnbd, x, t_x, age)),
-            "expected_purchases": np.atleast_1d(clv.expected_purchases(model.bgnbd, horizon.periods, x, t_x, age)),
-            "expected_spend": np.atleast_1d(clv.expected_spend(model.gamma_gamma, x, m)),
-            "clv": np.atleast_1d(
-                clv.customer_lifetime_value(
-                    model.bgnbd,
-                    model.gamma_gamma,
-                    x,
-                    t_x,
-                    age,
-                    m,
-                    horizon.periods,
-                    horizon.discount_rate_per_period,
-                    horizon.step,
-                )
-            ),
-        }
-    )

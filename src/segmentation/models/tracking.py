@@ -6,6 +6,10 @@ the whole configuration as an artifact, and the model itself with a signature an
 its configured name. The alias ``champion`` is what the ``score`` job loads; it moves to a new version only when that
 version beats the current champion on the configured metric, both measured on the same holdout.
 
+Nothing here knows a model family: one function logs a training run (:func:`log_training_run`), one loads a champion
+(:func:`load_champion`), and helpers store and load a ``pyfunc`` or a Spark ML model. Each family's module
+(:mod:`.clv_model`, :mod:`.churn_model`) decides which of them its model is, with which signature.
+
 Tracking is local by default (a SQLite file, artifacts in a folder beside it) and never needs a network:
 telemetry is switched off before MLflow is imported.
 """
@@ -14,10 +18,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -28,7 +32,9 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from segmentation.config import MlflowSettings
-from segmentation.models.clv_training import ClvModel, Horizon, predict_frame
+
+if TYPE_CHECKING:
+    from segmentation.models.base import ModelFamily
 
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"
@@ -112,35 +118,34 @@ def champion_uri(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# CLV: a pyfunc holding the parameters
+# Models: what the families store and load (family-specific choices live in the family's module)
 # ----------------------------------------------------------------------------------------------------------------------
-class ClvPyfunc(mlflow.pyfunc.PythonModel):
-    """BG/NBD + Gamma-Gamma parameters as an MLflow model.
+class FramePredictor(Protocol):
+    """A plain model object with a pandas-in, pandas-out ``predict``: what :func:`log_python_model` stores."""
 
-    ``predict`` takes a pandas frame of ``frequency, recency, T, monetary`` (in the model's time unit) and returns
-    ``p_alive, expected_purchases, expected_spend, clv`` with the numpy closed forms: for serving a few customers
-    or checking a number. The ``score`` job does not call it: it reads :attr:`model` and evaluates the same closed
-    forms as Spark columns on every customer.
-    """
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame: ...
 
-    def __init__(self, model: ClvModel, horizon: Horizon) -> None:
+
+class PythonModelAdapter(mlflow.pyfunc.PythonModel):
+    """Any :class:`FramePredictor` as an MLflow ``pyfunc``, so the model object itself never imports MLflow."""
+
+    def __init__(self, model: FramePredictor) -> None:
         self.model = model
-        self.horizon = horizon
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return predict_frame(self.model, self.horizon, model_input)
+        return self.model.predict(model_input)
 
 
-CLV_SIGNATURE = ModelSignature(
-    inputs=Schema(
-        [ColSpec("long", "frequency"), ColSpec("long", "recency"), ColSpec("long", "T"), ColSpec("double", "monetary")]
-    ),
-    outputs=Schema([ColSpec("double", c) for c in ("p_alive", "expected_purchases", "expected_spend", "clv")]),
-)
-# Illustrative patterns (not customers): a one-time buyer, a regular, a lapsed heavy buyer.
-CLV_INPUT_EXAMPLE = pd.DataFrame(
-    {"frequency": [0, 3, 12], "recency": [0, 20, 30], "T": [10, 26, 80], "monetary": [0.0, 85.5, 240.0]}
-)
+# CLV versions logged before the model families (fb2c61c and earlier) pickled this class holding the ClvModel as
+# ``model``: the alias lets them load, so an existing champion keeps being compared and scored after an upgrade.
+ClvPyfunc = PythonModelAdapter
+
+
+def signature(inputs: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]]) -> ModelSignature:
+    """A model signature from ``(type, column)`` pairs, e.g. ``[("long", "frequency"), ("double", "monetary")]``."""
+    return ModelSignature(
+        inputs=Schema([ColSpec(t, c) for t, c in inputs]), outputs=Schema([ColSpec(t, c) for t, c in outputs])
+    )
 
 
 def _requirements() -> list[str]:
@@ -150,33 +155,64 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("mlflow", "numpy", "scipy", "pandas", "pyspark")]
 
 
-def load_clv_champion(name: str) -> tuple[ClvModel, str] | None:
-    """The champion CLV parameters and version (a few floats: nothing customer-level), or None without one."""
-    version = champion_version(name)
-    if version is None:
-        return None
-    wrapper = mlflow.pyfunc.load_model(champion_uri(name)).unwrap_python_model()
-    return wrapper.model, version
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Churn: the Spark ML pipeline
-# ----------------------------------------------------------------------------------------------------------------------
-def churn_signature(feature_columns: list[str]) -> ModelSignature:
-    return ModelSignature(
-        inputs=Schema([ColSpec("double", c) for c in feature_columns]),
-        outputs=Schema([ColSpec("double", "prediction")]),
+def log_python_model(
+    model: FramePredictor, *, signature: ModelSignature, input_example: pd.DataFrame, registered_model: str
+) -> Any:
+    """Log ``model`` as a ``pyfunc`` under the active run and register it; returns the ModelInfo."""
+    return mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=PythonModelAdapter(model),
+        signature=signature,
+        input_example=input_example,
+        registered_model_name=registered_model,
+        pip_requirements=_requirements(),
     )
 
 
-def load_churn_champion(name: str, dfs_tmpdir: str | None = None) -> tuple[Any, str] | None:
-    """The champion Spark ML pipeline model and its version, or None without one."""
+def load_python_model(uri: str) -> Any:
+    """The model object :func:`log_python_model` stored at ``uri``."""
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+
+
+def log_spark_model(
+    model: Any,
+    *,
+    signature: ModelSignature,
+    input_example: pd.DataFrame,
+    registered_model: str,
+    dfs_tmpdir: str | None = None,
+) -> Any:
+    """Log a Spark ML ``PipelineModel`` under the active run and register it; returns the ModelInfo."""
+    import mlflow.spark
+
+    return mlflow.spark.log_model(
+        model,
+        MODEL_ARTIFACT,
+        signature=signature,
+        input_example=input_example,
+        registered_model_name=registered_model,
+        pip_requirements=_requirements(),
+        dfs_tmpdir=dfs_tmpdir,
+    )
+
+
+def load_spark_model(uri: str, dfs_tmpdir: str | None = None) -> Any:
+    """The Spark ML ``PipelineModel`` stored at ``uri``."""
+    import mlflow.spark
+
+    return mlflow.spark.load_model(uri, dfs_tmpdir=dfs_tmpdir)
+
+
+def load_champion(family: ModelFamily, name: str) -> tuple[Any, str] | None:
+    """The ``champion`` model of registered model ``name`` loaded by its family, and its version; None without one.
+
+    The version the alias points at is resolved once and loaded by number, so a concurrent promotion cannot hand
+    back one version's model under another's number.
+    """
     version = champion_version(name)
     if version is None:
         return None
-    import mlflow.spark
-
-    return mlflow.spark.load_model(champion_uri(name), dfs_tmpdir=dfs_tmpdir), version
+    return family.load(f"models:/{name}/{version}"), version
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -261,40 +297,3 @@ def log_training_run(
         champion_value=champion_value,
     )
     return RunRecord(run.info.run_id, promotion)
-
-
-def clv_model_logger(model: ClvModel, horizon: Horizon, registered_model: str) -> Callable[[], Any]:
-    """A ``log_model`` callback for :func:`log_training_run` that stores the CLV pyfunc."""
-
-    def log() -> Any:
-        return mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=ClvPyfunc(model, horizon),
-            signature=CLV_SIGNATURE,
-            input_example=CLV_INPUT_EXAMPLE,
-            registered_model_name=registered_model,
-            pip_requirements=_requirements(),
-        )
-
-    return log
-
-
-def churn_model_logger(
-    model: Any, feature_columns: list[str], input_example: pd.DataFrame, registered_model: str, dfs_tmpdir: str | None
-) -> Callable[[], Any]:
-    """A ``log_model`` callback for :func:`log_training_run` that stores the Spark ML pipeline."""
-
-    def log() -> Any:
-        import mlflow.spark
-
-        return mlflow.spark.log_model(
-            model,
-            MODEL_ARTIFACT,
-            signature=churn_signature(feature_columns),
-            input_example=input_example,
-            registered_model_name=registered_model,
-            pip_requirements=_requirements(),
-            dfs_tmpdir=dfs_tmpdir,
-        )
-
-    return log

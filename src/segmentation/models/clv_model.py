@@ -1,0 +1,236 @@
+"""The CLV family: BG/NBD (how often, P(alive)) and Gamma-Gamma (how much) over :mod:`.clv_training`.
+
+Trained on per-customer summaries up to the calibration end and judged on the purchases of the holdout that follows;
+scored on summaries up to the as-of date, in the champion's own time unit. MLflow stores the parameters with the
+business horizon as a ``pyfunc`` whose ``predict`` is the numpy closed forms; ``score`` evaluates the same closed forms
+as Spark columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+
+from segmentation.config import ClvModelSettings
+from segmentation.models import clv, tracking
+from segmentation.models import clv_training as ct
+from segmentation.models.base import Evaluation, Fitted, ModelFamily, ScoringInputs
+from segmentation.transforms.features import KEY
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = tracking.signature(
+    [("long", "frequency"), ("long", "recency"), ("long", "T"), ("double", "monetary")],
+    [("double", c) for c in ("p_alive", "expected_purchases", "expected_spend", "clv")],
+)
+# Illustrative patterns (not customers): a one-time buyer, a regular, a lapsed heavy buyer.
+INPUT_EXAMPLE = pd.DataFrame(
+    {"frequency": [0, 3, 12], "recency": [0, 20, 30], "T": [10, 26, 80], "monetary": [0.0, 85.5, 240.0]}
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Predictions: Spark columns for scoring, their numpy twin for the pyfunc
+# ----------------------------------------------------------------------------------------------------------------------
+def with_predictions(summary_df: DataFrame, model: ct.ClvModel, horizon: ct.Horizon) -> DataFrame:
+    """``(customer_id, p_alive, expected_purchases, expected_spend, clv)`` as Spark column expressions."""
+    args = ("frequency", "recency", "T")
+    return summary_df.select(
+        KEY,
+        clv.p_alive_col(model.bgnbd, *args).alias("p_alive"),
+        clv.expected_purchases_col(model.bgnbd, horizon.periods, *args).alias("expected_purchases"),
+        clv.expected_spend_col(model.gamma_gamma, "frequency", "monetary").alias("expected_spend"),
+        clv.clv_col(
+            model.bgnbd,
+            model.gamma_gamma,
+            *args,
+            "monetary",
+            horizon.periods,
+            horizon.discount_rate_per_period,
+            horizon.step,
+        ).alias("clv"),
+    )
+
+
+def predict_frame(model: ct.ClvModel, horizon: ct.Horizon, frame: pd.DataFrame) -> pd.DataFrame:
+    """The numpy twin of :func:`with_predictions` on a pandas frame of ``frequency, recency, T, monetary``."""
+    x = frame["frequency"].to_numpy(dtype=float)
+    t_x = frame["recency"].to_numpy(dtype=float)
+    age = frame["T"].to_numpy(dtype=float)
+    m = frame["monetary"].to_numpy(dtype=float)
+    m = np.where(x > 0, m, 0.0)
+    return pd.DataFrame(
+        {
+            "p_alive": np.atleast_1d(clv.p_alive(model.bgnbd, x, t_x, age)),
+            "expected_purchases": np.atleast_1d(clv.expected_purchases(model.bgnbd, horizon.periods, x, t_x, age)),
+            "expected_spend": np.atleast_1d(clv.expected_spend(model.gamma_gamma, x, m)),
+            "clv": np.atleast_1d(
+                clv.customer_lifetime_value(
+                    model.bgnbd,
+                    model.gamma_gamma,
+                    x,
+                    t_x,
+                    age,
+                    m,
+                    horizon.periods,
+                    horizon.discount_rate_per_period,
+                    horizon.step,
+                )
+            ),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The family
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClvFrames:
+    """Calibration summaries (cached) and holdout actuals of one calibration window in one time unit."""
+
+    orders_df: DataFrame
+    as_of: dt.date
+    calibration_end: dt.date
+    time_unit: str
+    sale_status: str
+    summary_df: DataFrame
+    actuals_df: DataFrame
+    holdout_periods: float
+
+    @classmethod
+    def split(cls, orders_df: DataFrame, as_of: dt.date, end: dt.date, time_unit: str, sale_status: str) -> ClvFrames:
+        summary_df = ct.customer_summary(orders_df, end, time_unit, sale_status).persist(StorageLevel.MEMORY_AND_DISK)
+        actuals_df = ct.holdout_actuals(orders_df, end, as_of, time_unit, sale_status)
+        periods = (as_of - end).days / ct.DAYS_PER_PERIOD[time_unit]
+        return cls(orders_df, as_of, end, time_unit, sale_status, summary_df, actuals_df, periods)
+
+    @property
+    def window(self) -> str:
+        return f"calibration up to {self.calibration_end}"
+
+    def in_unit(self, time_unit: str) -> ClvFrames:
+        """The same window in another time unit (a champion fitted in weeks is judged on weekly summaries)."""
+        return ClvFrames.split(self.orders_df, self.as_of, self.calibration_end, time_unit, self.sale_status)
+
+    def release(self) -> None:
+        self.summary_df.unpersist()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClvFitted(Fitted[ct.ClvModel]):
+    fit: ct.ClvFit
+
+
+@dataclass(frozen=True)
+class ClvPredictor:
+    """What MLflow stores: the parameters and the business horizon; ``predict`` is the numpy closed forms.
+
+    ``predict`` takes a pandas frame of ``frequency, recency, T, monetary`` (in the model's time unit) and returns
+    ``p_alive, expected_purchases, expected_spend, clv``: for serving a few customers or checking a number.
+    """
+
+    model: ct.ClvModel
+    horizon: ct.Horizon
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return predict_frame(self.model, self.horizon, frame)
+
+
+class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
+    """BG/NBD + Gamma-Gamma, judged on holdout purchases (lower error wins)."""
+
+    name = "clv"
+    GREATER_IS_BETTER = ct.GREATER_IS_BETTER
+    SCORE_COLUMNS = ("clv", "p_alive", "expected_purchases")
+    KEY_METRICS = ("holdout_mae", "holdout_rmse", "holdout_actual_total", "holdout_predicted_total", "spend_mae")
+
+    @property
+    def config(self) -> ClvModelSettings:
+        return self.settings.models.clv
+
+    def prepare(self, orders_df: DataFrame, as_of: dt.date) -> ClvFrames:
+        cfg = self.config
+        end = ct.calibration_end(as_of, cfg)
+        return ClvFrames.split(orders_df, as_of, end, cfg.time_unit, self.settings.quality.sale_status)
+
+    def fit(self, frames: ClvFrames) -> ClvFitted:
+        fit = ct.fit(frames.summary_df, self.config)
+        if not (fit.bgnbd.diagnostics.converged and fit.gamma_gamma.diagnostics.converged):
+            log.warning("clv fit did not converge: %s / %s", fit.bgnbd.diagnostics, fit.gamma_gamma.diagnostics)
+        metrics = {
+            "bgnbd_log_likelihood": fit.bgnbd.diagnostics.log_likelihood,
+            "gg_log_likelihood": fit.gamma_gamma.diagnostics.log_likelihood,
+            "bgnbd_patterns": float(fit.bgnbd_patterns),
+            "gg_patterns": float(fit.gamma_gamma_patterns),
+            "repeat_customers": float(fit.repeat_customers),
+        }
+        return ClvFitted(
+            model=ct.ClvModel(fit.bgnbd.params, fit.gamma_gamma.params, frames.time_unit),
+            metrics=metrics,
+            details={"customers": fit.customers, "bgnbd_patterns": fit.bgnbd_patterns},
+            fit=fit,
+        )
+
+    def evaluate(self, model: ct.ClvModel, frames: ClvFrames) -> Evaluation:
+        if model.time_unit != frames.time_unit:
+            in_unit = frames.in_unit(model.time_unit)
+            try:
+                return self.evaluate(model, in_unit)
+            finally:
+                in_unit.release()
+        evaluation = ct.evaluate_holdout(
+            frames.summary_df,
+            frames.actuals_df,
+            model.bgnbd,
+            model.gamma_gamma,
+            frames.holdout_periods,
+            self.config.frequency_table_max,
+        )
+        return Evaluation(evaluation.metrics, {"holdout_by_frequency": evaluation.frequency_table})
+
+    def params(self, fitted: ClvFitted) -> dict[str, float]:
+        return fitted.model.params()
+
+    def run_params(self, fitted: ClvFitted, frames: ClvFrames) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "time_unit": frames.time_unit,
+            "as_of": str(frames.as_of),
+            "calibration_end": str(frames.calibration_end),
+            "holdout_days": (frames.as_of - frames.calibration_end).days,
+            "horizon_days": cfg.horizon_days,
+            "annual_discount_rate": cfg.annual_discount_rate,
+            "cash_flow_step_days": cfg.cash_flow_step_days,
+            "monetary_significant_digits": cfg.monetary_significant_digits,
+            "bgnbd_converged": fitted.fit.bgnbd.diagnostics.converged,
+            "gg_converged": fitted.fit.gamma_gamma.diagnostics.converged,
+        }
+
+    def score_columns(self, model: ct.ClvModel, inputs: ScoringInputs) -> DataFrame:
+        """Summaries up to the as-of date in the model's time unit -> the closed forms as Spark columns."""
+        summary_df = ct.customer_summary(
+            inputs.orders_df, inputs.as_of, model.time_unit, self.settings.quality.sale_status
+        )
+        horizon = ct.Horizon.from_settings(self.config, model.time_unit)
+        return with_predictions(summary_df, model, horizon).select(KEY, *self.SCORE_COLUMNS)
+
+    def log(self, fitted: ClvFitted, registered_model: str) -> Any:
+        horizon = ct.Horizon.from_settings(self.config, fitted.model.time_unit)
+        return tracking.log_python_model(
+            ClvPredictor(fitted.model, horizon),
+            signature=SIGNATURE,
+            input_example=INPUT_EXAMPLE,
+            registered_model=registered_model,
+        )
+
+    def load(self, uri: str) -> ct.ClvModel:
+        stored = tracking.load_python_model(uri)
+        # Versions logged before the families stored the ClvModel itself (see tracking.ClvPyfunc).
+        return stored if isinstance(stored, ct.ClvModel) else stored.model
