@@ -16,7 +16,7 @@ export SEGMENTATION_JARS_DIR := $(abspath $(JARS_DIR))
 export PYSPARK_PYTHON := $(abspath $(PY))
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo generate build train score report test test-fast lint bench mlflow-ui clean browser airflow-venv
+.PHONY: install demo next-day generate build train score report test test-fast lint bench mlflow-ui clean browser airflow-venv
 
 install: $(STAMP_VENV) $(STAMP_JARS)
 
@@ -38,6 +38,13 @@ demo: install browser   # browser: the CJK font the report draws the Chinese seg
 	$(SEG) train --conf $(CONF) --as-of $(AS_OF)
 	$(SEG) score --conf $(CONF) --as-of $(AS_OF)
 	$(SEG) report --conf $(CONF) --as-of $(AS_OF)
+
+# A daily run after the demo: append one day of orders (0.3% of the table, new ids) and build that day; the build
+# prints which mode ran (incremental) and how many order rows it read.
+NEXT_DAY ?= 2026-07-01
+next-day: install
+	$(SEG) generate --conf $(CONF) --as-of $(NEXT_DAY) --append-day 0.003
+	$(SEG) build --conf $(CONF) --as-of $(NEXT_DAY)
 
 generate: install
 	$(SEG) generate --conf $(CONF) --as-of $(AS_OF) --customers $(CUSTOMERS) --orders $(ORDERS)

@@ -72,6 +72,12 @@ def cmd_profile(args: argparse.Namespace, settings: Settings, as_of: dt.date) ->
 def cmd_generate(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
     from segmentation.pipelines import run_generate
 
+    if args.append_day is not None:
+        from segmentation.pipelines.generate import run_append_day
+
+        version = run_append_day(_spark(settings), settings, as_of, args.append_day)
+        print(f"orders: {settings.inputs.orders.path} (version {version}): appended the orders of {as_of}")
+        return EXIT_OK
     result = run_generate(_spark(settings), settings, as_of)
     print(f"orders: {result.orders_path} (version {result.orders_version})")
     if result.identity_map_path:
@@ -81,14 +87,23 @@ def cmd_generate(args: argparse.Namespace, settings: Settings, as_of: dt.date) -
     return EXIT_OK
 
 
+def _build_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="validate the whole orders table again and rebuild the clean layer and the customer state",
+    )
+
+
 def cmd_build(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
     from segmentation.pipelines import run_build
 
     spark = _spark(settings)
-    result = run_build(spark, settings, as_of)
+    result = run_build(spark, settings, as_of, full_refresh=args.full_refresh)
     print(f"as-of {result.as_of}  run {result.run_id}")
+    print(f"mode: {result.mode} ({result.mode_reason}), order rows read: {result.rows_read:,}; state {result.state}")
     print(
-        f"orders read: {result.input_rows:,}  valid: {result.valid_rows:,}  rejected: {result.rejected_rows:,}"
+        f"orders in the table: {result.input_rows:,}  valid: {result.valid_rows:,}  rejected: {result.rejected_rows:,}"
         + (f"  ({', '.join(f'{k}={v:,}' for k, v in sorted(result.reasons.items()))})" if result.reasons else "")
     )
     print(f"customers: {result.customers:,}")
@@ -164,6 +179,13 @@ def _generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, help="number of customers (generate.customers)")
     parser.add_argument("--orders", type=int, help="approximate number of orders (generate.orders)")
     parser.add_argument("--seed", type=int, help="random seed (generate.seed)")
+    parser.add_argument(
+        "--append-day",
+        type=float,
+        metavar="SHARE",
+        help="instead of a new history, append the orders of the as-of day to the existing table: this share of its"
+        " rows re-issued that day under new ids (a daily feed for trying incremental builds), e.g. 0.002",
+    )
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> int:
@@ -240,7 +262,7 @@ Command = Callable[[argparse.Namespace, Settings, dt.date], int]
 COMMANDS: dict[str, tuple[str, Command, Callable[[argparse.ArgumentParser], None] | None]] = {
     "generate": ("write a synthetic multi-channel order history", cmd_generate, _generate_args),
     "profile": ("pre-flight of an orders table: schema, reasons, values vs conf, a suggested conf", cmd_profile, None),
-    "build": ("orders -> features, segments, summary, rejected rows", cmd_build, None),
+    "build": ("orders -> features, segments, summary, rejected rows", cmd_build, _build_args),
     "bench": ("timings and ratios of build against DuckDB and naive PySpark references", cmd_bench, _bench_args),
     "report": ("output tables -> one self-contained HTML report with plots", cmd_report, None),
     "train": ("orders -> CLV and churn models in MLflow; @champion moves only on improvement", cmd_train, None),

@@ -63,7 +63,7 @@ class OutputSpec:
     """
 
     constraints: OutputConstraints = field(default_factory=OutputConstraints)
-    kind: Literal["snapshot", "append", "merge"] = "snapshot"
+    kind: Literal["snapshot", "append", "merge", "layer"] = "snapshot"
     rows_per_file: bool = False
     files: int | None = None
     change_data_feed: bool = False
@@ -146,6 +146,8 @@ OUTPUTS: Mapping[str, OutputSpec] = {
         OutputConstraints(not_null=("as_of_date", "channel_customer_id", "claims", "policy", "run_id")), files=1
     ),
     "campaign_uplift": OutputSpec(files=1),
+    "orders_clean": OutputSpec(kind="layer"),
+    "customer_state": OutputSpec(kind="layer"),
     "segment_runs": OutputSpec(
         OutputConstraints(
             not_null=("as_of_date", "job", "run_id", "status"),

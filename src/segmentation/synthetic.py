@@ -231,8 +231,9 @@ def _dirty(df: pd.DataFrame, rng: np.random.Generator, share: float, as_of_day: 
             df.loc[rows, "amount"] = -df.loc[rows, "amount"]
         elif name == "null_amount":
             df.loc[rows, "amount"] = np.nan
-        elif name == "future_ts":
-            df.loc[rows, "order_epoch"] = (as_of_day + 1 + rng.integers(0, 30, len(rows))) * SECONDS_PER_DAY + 3600.0
+        elif name == "future_ts":  # a mistyped year: a timestamp no export can hold yet, whenever it is loaded
+            days = as_of_day + 36_525 + rng.integers(0, 30, len(rows))
+            df.loc[rows, "order_epoch"] = days * SECONDS_PER_DAY + 3600.0
         elif name == "bad_currency":
             df.loc[rows, "currency"] = "XXX"
         elif name == "duplicate":
@@ -286,3 +287,22 @@ def generate(spark: SparkSession, settings: GenerateSettings, as_of: dt.date) ->
             F.element_at(names, F.element_at("channels", 1) + 1).alias("home_channel"),
         )
     return GeneratedTables(orders=orders, identity_map=identity, profiles=profiles)
+
+
+def next_day_orders(orders_df: DataFrame, day: dt.date, share: float, seed: int) -> DataFrame:
+    """A new day of orders for a table that already holds a history: a ``share`` of its rows, picked by a seeded hash,
+    re-issued on ``day`` (same time of day) under new order ids, so repeat customers come back and a daily build has
+    something to ingest. A sample of the existing rows keeps the table's mix of channels, categories and dirt."""
+
+    picked = orders_df.where(
+        (F.abs(F.xxhash64(F.lit(seed), F.lit(str(day)), "order_id", "channel")) % F.lit(1_000_000))
+        < F.lit(int(share * 1_000_000))
+    )
+    seconds = F.unix_seconds("order_ts") % F.lit(86_400)
+    start = F.unix_seconds(F.lit(dt.datetime.combine(day, dt.time(), dt.timezone.utc)).cast("timestamp"))
+    shifted = picked.withColumn("order_id", F.concat(F.lit(f"D{day:%Y%m%d}-"), F.col("order_id"))).withColumn(
+        "order_ts", F.timestamp_seconds(start + seconds)
+    )
+    if "order_month" in orders_df.columns:
+        shifted = shifted.withColumn("order_month", F.date_format(F.col("order_ts"), "yyyy-MM"))
+    return shifted

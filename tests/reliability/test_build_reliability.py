@@ -37,7 +37,7 @@ BAD_ROWS = [
     (order_row("o33", "c9", "2026-06-01T00:00:00", "0.00"), "invalid_amount"),
     (order_row("o34", "c9", "2026-06-01T00:00:00", "-5.00"), "invalid_amount"),
     (order_row("o35", "c9", "2026-06-01T00:00:00", "5.00", currency="JPY"), "unknown_currency"),
-    (order_row("o36", "c9", "2026-07-01T00:00:00", "5.00"), "future_order_ts"),
+    (order_row("o36", "c9", "2126-07-01T00:00:00", "5.00"), "future_order_ts"),  # after its file was written
     (order_row("o37", "staff1", "2026-06-01T00:00:00", "5.00", channel="store"), "excluded_customer"),
     (order_row("o38", "t9", "2026-06-01T00:00:00", "5.00", channel="app"), "excluded_customer"),
     (order_row("o39", "t9", "2026-06-01T00:00:00", "5.00", channel="web"), None),  # excluded on app only

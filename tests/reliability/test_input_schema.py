@@ -80,7 +80,7 @@ def test_text_columns_parse_in_several_formats_whatever_the_session_time_zone(sp
         text_order("t7", "c4", "2026-06-29T10:00:00", "12,50"),
         text_order("t8", "c4", None, "6.00"),
         text_order("t9", "c4", "2026-06-29T10:00:00", "  "),
-        text_order("t10", "c5", "2026-07-01T00:00:00", "7.00"),  # UTC midnight after the as-of day: future
+        text_order("t10", "c5", "2126-07-01T00:00:00", "7.00"),  # later than its file was written: impossible
         text_order("t11", "c5", "2026-06-29T10:00:00", "7.00"),  # tie with t7's timestamp, different customer
     ]
     write(spark, settings.inputs.orders.path, rows, TEXT_ORDER_COLUMNS)
@@ -113,6 +113,6 @@ def test_text_columns_parse_in_several_formats_whatever_the_session_time_zone(sp
         "t7": (t7, None, "non_numeric_amount"),
         "t8": (None, "6.00", "missing_order_ts"),
         "t9": (t7, None, "invalid_amount"),
-        "t10": (day + 86_400, "7.00", "future_order_ts"),
+        "t10": (int(dt.datetime(2126, 7, 1, tzinfo=dt.timezone.utc).timestamp()), "7.00", "future_order_ts"),
         "t11": (t7, "7.00", None),
     }

@@ -120,7 +120,7 @@ TZ_ORDERS = [
     text_order("c2", "cc", "2026-05-31", "50"),  # a tie with c1 (same day, same amount)
     text_order("d1", "cd", "2026/06/15 12:00:00", "12,5"),
     text_order("e1", "ce", "yesterday", "5"),
-    text_order("f1", "cf", "2026-07-01T00:00:00Z", "5"),
+    text_order("f1", "cf", "2126-07-01T00:00:00Z", "5"),  # a mistyped year: after the file was written
     text_order("n1", None, "2026-06-15", "5"),
 ]
 

@@ -132,6 +132,31 @@ def run_product(spark, settings, as_of: dt.date, pid: int, label: str = "build")
     return RunResult(label, wall, stages, peak_rss_mb(pid), extra)
 
 
+def run_incremental(spark, settings, as_of: dt.date, pid: int, share: float) -> RunResult:
+    """After ``run_product``: append one day of orders (``share`` of the table) and time the next day's build, which
+    ingests only them and advances the customer state. The orders table is restored afterwards (Delta RESTORE), so
+    the cached data set is what the next benchmark run finds."""
+    from delta.tables import DeltaTable
+
+    from segmentation.pipelines.generate import run_append_day
+
+    table = DeltaTable.forPath(spark, settings.inputs.orders.path)
+    before = int(table.history(1).select("version").first()["version"])
+    next_day = as_of + dt.timedelta(days=1)
+    run_append_day(spark, settings, next_day, share)
+    try:
+        spark.catalog.clearCache()
+        reset_peak_rss(pid)
+        spark.sparkContext.setJobGroup("incremental", "benchmark: incremental build")
+        start = time.perf_counter()
+        result, stages = timed_build(spark, settings, next_day)
+        wall = time.perf_counter() - start
+    finally:
+        table.restoreToVersion(before)
+    extra = {"mode": result.mode, "rows_read": result.rows_read, "state": result.state, "share": share}
+    return RunResult("incremental", wall, stages, peak_rss_mb(pid), extra)
+
+
 def run_naive(spark, settings, as_of: dt.date, out: Path, pid: int) -> RunResult:
     """The tutorial-style job: features written to Delta, read back, scored with global ``ntile``, written."""
     from segmentation import io

@@ -34,11 +34,14 @@ from segmentation.bench.measure import (
     jvm_pid,
     peak_rss_mb,
     run_duckdb_measured,
+    run_incremental,
     run_naive,
     run_product,
     task_time_skew,
 )
 from segmentation.bench.render import render
+
+INCREMENTAL_SHARE = 0.01  # the daily append the incremental build is timed on: 1% of the table's orders
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class SizeResult:
     duckdb: RunResult
     naive: RunResult | None
     agreement: dict[str, Any]
+    incremental: RunResult | None = None
 
 
 def _bytes(files: Sequence[str]) -> int:
@@ -96,6 +100,7 @@ def bench_size(spark, settings, dataset: Dataset, as_of: dt.date, pid: int, with
     threads = os.cpu_count() or 1
     log.info("bench %s: %d files, %.1f MB", dataset.label, len(files), _bytes(files) / 1e6)
     build = run_product(spark, settings, as_of, pid)
+    incremental = run_incremental(spark, settings, as_of, pid, INCREMENTAL_SHARE)
     duck = run_duckdb_measured(files, as_of, settings, dataset.out / "duckdb", threads)
     naive = None
     agree: dict[str, Any] = {}
@@ -125,6 +130,7 @@ def bench_size(spark, settings, dataset: Dataset, as_of: dt.date, pid: int, with
         duck,
         naive,
         agree,
+        incremental,
     )
 
 
@@ -234,6 +240,8 @@ def _size_dict(r: SizeResult, session_start_s: float) -> dict[str, Any]:
     out["ratio_build_job_over_duckdb"] = r.build.wall_s / r.duckdb.wall_s
     if r.naive:
         out["ratio_naive_over_build"] = r.naive.wall_s / r.build.wall_s
+    if r.incremental:
+        out["ratio_incremental_over_build"] = r.incremental.wall_s / r.build.wall_s
     out["rows_per_s"] = {
         "build": r.input_rows / build_whole,
         "duckdb": r.input_rows / r.duckdb.wall_s,

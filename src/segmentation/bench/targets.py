@@ -81,6 +81,9 @@ METRICS: dict[str, Metric] = {
         "size", lambda r, s: _div(s["build"]["extra"].get("core_s"), s["duckdb"]["wall_s"]), _times
     ),
     "naive_over_build": Metric("size", lambda r, s: s.get("ratio_naive_over_build"), _times, "naive not run"),
+    "incremental_over_build": Metric(
+        "size", lambda r, s: s.get("ratio_incremental_over_build"), _times, "incremental build not run"
+    ),
     "build_job_s": Metric("size", lambda r, s: s["build"]["wall_s"], _seconds),
     "driver_memory_gb": Metric(
         "size", lambda r, s: _memory_gb(r.get("driver_memory")), lambda v: f"{v:g} GB", detail=_driver_detail

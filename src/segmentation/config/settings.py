@@ -92,21 +92,14 @@ class Inputs(_Frozen):
     exclusions: TableRef | None = None
 
 
-class OutputTables(_Frozen):
-    """Table names under ``outputs.path`` or in the catalog schema ``outputs.schema``. Downstream systems read these."""
+def _known_output_tables(tables: dict[str, str]) -> dict[str, str]:
+    """``outputs.tables`` renames tables of the output registry; a key naming no registered table is an error."""
+    from segmentation.outputs import OUTPUTS
 
-    customer_features: str = "customer_features"
-    customer_segments: str = "customer_segments"
-    customer_tags: str = "customer_tags"
-    campaign_audiences: str = "campaign_audiences"
-    segment_summary: str = "segment_summary"
-    segment_migration: str = "segment_migration"
-    orders_rejected: str = "orders_rejected"
-    campaign_uplift: str = "campaign_uplift"
-    segment_runs: str = "segment_runs"
-    identity_conflicts: str = "identity_conflicts"
-    segment_membership: str = "segment_membership"
-    segment_changes: str = "segment_changes"
+    unknown = sorted(set(tables) - set(OUTPUTS))
+    if unknown:
+        raise ValueError(f"unknown output table(s) {', '.join(unknown)}; known: {', '.join(OUTPUTS)}")
+    return tables
 
 
 class Outputs(_Frozen):
@@ -122,7 +115,15 @@ class Outputs(_Frozen):
         description="Schema (database) of the output tables: set, every output is a managed catalog table"
         " [catalog.]schema.<outputs.tables name>, created with CREATE TABLE ... USING DELTA; null: tables under path.",
     )
-    tables: OutputTables = Field(default_factory=OutputTables)
+    tables: dict[str, str] = Field(
+        default_factory=dict,
+        description="Names of output tables where they differ from the registry's (segmentation.outputs.OUTPUTS).",
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _registered_tables(cls, tables: dict[str, str]) -> dict[str, str]:
+        return _known_output_tables(tables)
     target_file_rows: int = Field(
         default=2_000_000, gt=0, description="Rows per output file; keeps large snapshots from making tiny files."
     )
@@ -152,12 +153,12 @@ class Outputs(_Frozen):
         return self.schema_ is not None
 
     def table_path(self, name: str) -> str:
-        """Where an output table lives given its logical name (a field of ``OutputTables``).
+        """Where an output table lives given its registry name (``segmentation.outputs.OUTPUTS``).
 
         A folder under ``path``, or with ``schema`` set the backquoted catalog name (```main`.`marketing`.`t```), which
         the io layer reads as a table name: a string starting with a backquote is never taken for a folder.
         """
-        table = getattr(self.tables, name)
+        table = self.tables.get(name, name)
         if self.schema_ is None:
             return str(Path(self.path) / table)
         parts = [p for p in (self.catalog, self.schema_, table) if p is not None]
@@ -284,6 +285,11 @@ class QualitySettings(_Frozen):
         " that keeps per-customer sums within decimal(18,2).",
     )
     identity: IdentitySettings
+    future_tolerance_hours: float = Field(
+        ge=0,
+        description="An order timestamp later than the time its data file was written plus this is impossible: the"
+        " row is rejected (future_order_ts). Orders after the as-of date are not rejected: they wait for a later date.",
+    )
 
     @model_validator(mode="after")
     def _one_reporting_currency(self) -> QualitySettings:

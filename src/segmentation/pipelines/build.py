@@ -15,12 +15,25 @@ from dataclasses import dataclass, field
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession
 
-from segmentation import schema
+from segmentation import outputs, schema
 from segmentation.config import Rule, RuleSet, Settings
-from segmentation.pipelines import common
+from segmentation.pipelines import common, customer_state, ingest
 from segmentation.runs import JobRun, StageListener
-from segmentation.transforms import audiences, monitoring, population, quality, rules, scoring, segments, tags, tiers
-from segmentation.transforms import features as feat
+from segmentation.transforms import (
+    audiences,
+    identity,
+    membership,
+    monitoring,
+    population,
+    profiling,
+    quality,
+    rules,
+    scoring,
+    segments,
+    state,
+    tags,
+    tiers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +45,8 @@ BUILD_TABLES = (
     "segment_migration",
     "customer_tags",
     "campaign_audiences",
+    "segment_changes",
+    "segment_membership",
 )
 
 
@@ -42,9 +57,11 @@ class BuildInputs:
     valid_df: DataFrame
     rejected_df: DataFrame
     registrations_df: DataFrame | None = None
+    state_df: DataFrame | None = None  # the customer state of the as-of date; None: aggregate ``valid_df``
     previous_as_of: dt.date | None = None
     previous_segments_df: DataFrame | None = None
     previous_summary_df: DataFrame | None = None
+    membership_df: DataFrame | None = None  # the membership state to compare with (common.read_membership)
 
 
 @contextlib.contextmanager
@@ -87,7 +104,11 @@ def build_frames(
     steps; ``check`` sees every rule set with the frame it will be evaluated on (the pre-flight check).
     """
     with stage("features"):
-        features_df = persist(feat.customer_features(inputs.valid_df, as_of, settings.features, settings.quality))
+        state_df = inputs.state_df
+        if state_df is None:
+            facts_df = state.order_facts(inputs.valid_df, settings.quality)
+            state_df = state.from_orders(facts_df, as_of, settings.features)
+        features_df = persist(state.features(state_df, as_of, settings.features, settings.quality))
     with stage("scores and segments") as info:
         scored_df = scoring.score_customers(features_df, settings, inputs.registrations_df, as_of, check)
         if settings.tiers is not None:
@@ -98,6 +119,15 @@ def build_frames(
         population_df = persist(scored_df)
         segments_df = segments.segments_snapshot(population_df, segment_output_columns(settings), run_id)
         info["previous_as_of"] = inputs.previous_as_of
+    with stage("membership"):
+        dims = membership.dimensions_of(settings)
+        rotation = settings.audiences.control_rotation_days
+        current_df = membership.current_values(
+            population_df, list(settings.segments.rule_sets), settings.audiences.campaigns, as_of, rotation
+        )
+        next_membership_df = persist(
+            membership.next_state(current_df, inputs.membership_df, dims.build, as_of, carried=dims.score)
+        )
     dimensions = summary_dimensions(settings)
     summary_df = monitoring.with_share_warnings(
         segments.segment_summary(segments_df, dimensions, as_of, run_id),
@@ -119,11 +149,15 @@ def build_frames(
     return {
         "orders_rejected": quality.rejected_orders(inputs.rejected_df, as_of, run_id),
         "customer_features": features_df,
-        "customer_segments": segments_df,
+        "customer_segments": membership.with_segment_history(segments_df, next_membership_df),
         "segment_summary": summary_df,
         "segment_migration": migration_df,
         "customer_tags": tags.customer_tags(population_df, settings.tags.rule_sets, as_of, run_id),
-        "campaign_audiences": audiences.campaign_audiences(population_df, settings.audiences.campaigns, as_of, run_id),
+        "campaign_audiences": audiences.campaign_audiences(
+            population_df, settings.audiences.campaigns, as_of, run_id, settings.audiences.control_rotation_days
+        ),
+        "segment_changes": membership.change_rows(next_membership_df, as_of, run_id),
+        "segment_membership": membership.merge_source(next_membership_df),
     }
 
 
@@ -169,33 +203,74 @@ class BuildResult:
     reasons: dict[str, int]
     versions: dict[str, int] = field(default_factory=dict)
     input_versions: dict[str, int | None] = field(default_factory=dict)
+    mode: str = "full"
+    mode_reason: str = ""
+    rows_read: int = 0
+    state: str = ""
 
 
 def run_build(
-    spark: SparkSession, settings: Settings, as_of: dt.date, listeners: Iterable[StageListener] = ()
+    spark: SparkSession,
+    settings: Settings,
+    as_of: dt.date,
+    listeners: Iterable[StageListener] = (),
+    full_refresh: bool = False,
 ) -> BuildResult:
-    """Orders -> quality -> identity -> features -> scores and segments -> Delta snapshots for ``as_of``."""
+    """Orders -> clean layer -> customer state -> features, scores and segments -> Delta snapshots for ``as_of``."""
     check_rules(spark, settings, as_of)
     with JobRun(spark, settings, "build", as_of, listeners) as run:
-        orders = common.read_and_tag_orders(run)
-        run.begin(orders.versions)
-        rejected_df, counts = common.validate(run, orders)
+        ingested = ingest.ingest(run, full_refresh)
+        run.begin(ingested.versions)
+        q = settings.quality
+        quality.check_rejected_share(
+            ingested.counts, q.max_rejected_share, settings.inputs.orders.path, quality.not_counted_reasons(q)
+        )
+        resolution = ingested.references.resolution if ingested.references else None
+        if resolution is not None:
+            with run.stage("write identity_conflicts"):
+                run.write("identity_conflicts", identity.conflict_rows(resolution, as_of, run.run_id))
+        fp = ingest.fingerprint(run, ingested.versions)
+        clean_df = ingest.write_clean(run, ingested, fp)
+        current = customer_state.customer_state(run, ingested, clean_df, fp)
         previous_as_of, previous_segments_df = common.read_previous(spark, settings, "customer_segments", as_of)
         inputs = BuildInputs(
-            valid_df=orders.valid_df,
-            rejected_df=rejected_df,
+            valid_df=clean_df,
+            rejected_df=ingested.rejected_df,
             registrations_df=common.read_registrations(spark, settings, as_of),
+            state_df=run.persist(current.df),
             previous_as_of=previous_as_of,
             previous_segments_df=previous_segments_df,
             previous_summary_df=common.read_previous(spark, settings, "segment_summary", as_of)[1],
+            membership_df=common.read_membership(spark, settings, as_of),
         )
         frames = build_frames(inputs, settings, as_of, run.run_id, persist=run.persist, stage=run.stage)
+        profiling.require_purchasers(
+            frames["customer_features"], settings.inputs.orders.path, settings.quality.sale_status
+        )
         for table in BUILD_TABLES:
             with run.stage(f"write {table}"):
-                run.write(table, frames[table])
+                if outputs.spec(table).kind == "merge":
+                    run.merge(table, frames[table])
+                else:
+                    run.write(table, frames[table])
+        customer_state.write_state(run, current, ingested)
         monitoring.log_share_warnings(frames["segment_summary"])
+        profiling.log_warnings(
+            profiling.unused_value_warnings(frames["customer_features"], settings.features)
+            + profiling.empty_tag_groups(frames["customer_tags"], settings.tags.rule_sets)
+        )
         with run.stage("count customers") as info:
             customers = info["customers"] = frames["customer_features"].count()
+        run.message = f"ingest {ingested.mode} ({ingested.reason}); state {current.how}"
+        log.info(
+            "build %s: ingest %s, %d order rows read (%s); state %s",
+            as_of,
+            ingested.mode,
+            ingested.rows_read,
+            ingested.reason,
+            current.how,
+        )
+    counts = ingested.counts
     valid_rows = counts.get(None, 0)
     return BuildResult(
         as_of=as_of,
@@ -207,4 +282,8 @@ def run_build(
         reasons={k: v for k, v in counts.items() if k is not None},
         versions=dict(run.versions),
         input_versions=dict(run.input_versions),
+        mode=ingested.mode,
+        mode_reason=ingested.reason,
+        rows_read=ingested.rows_read,
+        state=current.how,
     )

@@ -43,3 +43,20 @@ def run_generate(
             with run.stage("generate profiles"):
                 run.wrote("profiles", io.overwrite_table(tables.profiles.coalesce(4), profiles_path))
     return GenerateResult(inputs.orders.path, version, identity_path, profiles_path)
+
+
+def run_append_day(
+    spark: SparkSession, settings: Settings, as_of: dt.date, share: float, listeners: Iterable[StageListener] = ()
+) -> int:
+    """Append one day of orders (the as-of date) to an existing orders table: what a daily feed adds. Returns the
+    orders version written; a daily ``build --as-of`` that day then ingests only these rows."""
+    path = settings.inputs.orders.path
+    with JobRun(spark, settings, "generate", as_of, listeners) as run:
+        existing = io.read_table(spark, settings.inputs.orders)
+        run.begin({"orders": existing.version})
+        with run.stage("append a day of orders") as info:
+            day_df = synthetic.next_day_orders(existing.df, as_of, share, settings.generate.seed)
+            version = io.append_rows(day_df, path)
+            run.wrote("orders", version)
+            info.update({"version": version})
+    return version

@@ -22,6 +22,7 @@ import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
 from segmentation.config import CampaignSpec
+from segmentation.transforms import rules
 
 KEY = "customer_id"
 TREATMENT, CONTROL = "treatment", "control"
@@ -59,7 +60,9 @@ def arm_columns(
     not select). The same assignment as ``campaign_audiences``, as one column per campaign."""
     period = rotation_period(as_of, rotation_days)
     return {
-        c.id: F.when(F.expr(c.condition), arm(F.lit(c.id), F.col(KEY), F.lit(c.control_share).cast("double"), period))
+        c.id: F.when(
+            rules.condition(c.condition), arm(F.lit(c.id), F.col(KEY), F.lit(c.control_share).cast("double"), period)
+        )
         for c in campaigns
     }
 
@@ -81,7 +84,7 @@ def campaign_audiences(
         return df.sparkSession.createDataFrame([], AUDIENCE_COLUMNS)
     specs = [
         F.when(
-            F.expr(c.condition),
+            rules.condition(c.condition),
             F.struct(
                 F.lit(c.id).alias("campaign_id"),
                 F.lit(c.objective).alias("objective"),

@@ -15,6 +15,7 @@ import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
 from segmentation.config import RuleSet
+from segmentation.transforms import rules
 
 KEY = "customer_id"
 TAG_COLUMNS = "as_of_date date, customer_id string, tag_group string, tag string, run_id string"
@@ -26,7 +27,9 @@ def customer_tags(df: DataFrame, rule_sets: Mapping[str, RuleSet], as_of: dt.dat
     A condition that evaluates to null (e.g. a share of a customer without orders) does not tag.
     """
     matches = [
-        F.when(F.expr(rule.condition), F.struct(F.lit(group).alias("tag_group"), F.lit(rule.name).alias("tag")))
+        F.when(
+            rules.condition(rule.condition), F.struct(F.lit(group).alias("tag_group"), F.lit(rule.name).alias("tag"))
+        )
         for group, rule_set in rule_sets.items()
         for rule in rule_set.rules
     ]

@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import types as T
 
 from segmentation.config import TierSettings
+from segmentation.transforms import rules
 
 KEY = "customer_id"
 QUALIFIED = "tier_qualified"
@@ -50,7 +51,7 @@ def keeps_tier(settings: TierSettings, tier: Column, qualified: Column) -> Colum
     for level in reversed(settings.levels[1:]):
         keep = settings.keep.get(level)
         if keep is not None and keep.condition is not None:
-            holds = F.coalesce(F.expr(keep.condition), F.lit(False))
+            holds = F.coalesce(rules.condition(keep.condition), F.lit(False))
         else:
             holds = qualified_rank >= _rank(settings, F.lit(level))
         expr = F.when(tier == F.lit(level), holds).otherwise(expr)
