@@ -208,12 +208,17 @@ def score_customers(
     score_metrics = list(RFM_METRICS.values()) if settings.rfm.method == "quantile" else []
     probabilities = grid_probabilities(settings.features.percentile_resolution)
     grid_columns = sorted(set(score_metrics) | set(pct_columns) | {"monetary"})
-    grid = quantile_grid(
-        features_df, grid_columns, probabilities + score_probabilities(settings.rfm.bins), settings.rfm.relative_error
-    )
-    cuts = score_cuts(features_df, settings.rfm, grid)
-    log.info("rfm cut points (%s): %s", settings.rfm.method, {k: [round(v, 2) for v in c] for k, c in cuts.items()})
-    boundaries = value_class_boundaries(features_df, grid, settings.value_class)
+    all_probabilities = probabilities + score_probabilities(settings.rfm.bins)
+    if check is None:
+        grid = quantile_grid(features_df, grid_columns, all_probabilities, settings.rfm.relative_error)
+        cuts = score_cuts(features_df, settings.rfm, grid)
+        log.info("rfm cut points (%s): %s", settings.rfm.method, {k: [round(v, 2) for v in c] for k, c in cuts.items()})
+        boundaries = value_class_boundaries(features_df, grid, settings.value_class)
+    else:  # the pre-flight check analyses the plan only: a flat grid instead of a pass over the customers
+        probs = tuple(sorted(set(round(p, 9) for p in all_probabilities)))
+        grid = QuantileGrid(probs, {c: (0.0,) * len(probs) for c in grid_columns})
+        cuts = {m: [0.0] * (settings.rfm.bins - 1) for m in RFM_METRICS.values()}
+        boundaries = [float("-inf")] * (len(settings.value_class.classes) - 1)
     scored = (
         features_df.transform(population.with_registration, registrations_df)
         .transform(with_percentiles, pct_columns, grid)
