@@ -11,13 +11,13 @@ no Java stack trace reaches the console.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from segmentation import console
 from segmentation.config import ConfigError, Settings, load_settings, parse_as_of
 
 log = logging.getLogger("segmentation")
@@ -45,15 +45,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 # The log file of the running command (set by ``main``): Spark's own log output is routed into it.
-_LOG_FILE: list[Path] = []
 
 
 def _spark(settings: Settings):
     from segmentation.session import build_session, route_jvm_logs
 
     spark = build_session(settings.spark)
-    if _LOG_FILE:
-        route_jvm_logs(spark, _LOG_FILE[-1])
+    if console.LOG_FILE:
+        route_jvm_logs(spark, console.LOG_FILE[-1])
     return spark
 
 
@@ -305,115 +304,38 @@ def _extra_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_CONFIG_HINT = "Fix the key named above (or the key=value override) and run again. Nothing was read or written."
-_INPUT_HINT = "No output table was changed. `segmentation profile` shows what the table holds against the conf."
-# Spark error conditions caused by the data read, not by the program: the run is refused as an input problem.
-_MISSING_FILE = "a data file of an input table is missing or unreadable (a corrupt or half-deleted Delta table?)"
-_DATA_CONDITIONS = {
-    "FAILED_READ_FILE": _MISSING_FILE,
-    "DELTA_FILE_NOT_FOUND": _MISSING_FILE,
-    "DIVIDE_BY_ZERO": "a division by zero on the data",
-    "ARITHMETIC_OVERFLOW": "a number too large for its type in the data",
-    "NUMERIC_VALUE_OUT_OF_RANGE": "a value out of range for its decimal type in the data",
-    "CAST_INVALID_INPUT": "a value in the data that cannot be converted to the type it needs",
-    "CAST_OVERFLOW": "a value in the data too large for the type it is converted to",
-}
-
-
-def _log_path(args: argparse.Namespace, folder: str = "logs") -> Path:
-    as_of = "".join(c if c.isalnum() or c == "-" else "_" for c in str(args.as_of))[:20]
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return Path(folder).resolve() / f"segmentation_{args.verb}_{as_of}.log"
-
-
-class _Console(logging.Formatter):
-    """The console sees a record's message, never its traceback, and not the records meant for the log file only."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        saved, record.exc_info, record.exc_text = (record.exc_info, record.exc_text), None, None
-        try:
-            return super().format(record)
-        finally:
-            record.exc_info, record.exc_text = saved
-
-
-@contextlib.contextmanager
-def _logging(args: argparse.Namespace) -> Iterator[logging.FileHandler]:
-    """Console at ``--log-level`` without tracebacks; everything, tracebacks included, to the run's log file."""
-    from segmentation.session import python_spark_logs_to
-
-    root, level = logging.getLogger(), getattr(logging, args.log_level)
-    console, to_file = logging.StreamHandler(sys.stderr), logging.FileHandler(_log_path(args), delay=True)
-    console.setLevel(level)
-    console.setFormatter(_Console(LOG_FORMAT))
-    console.addFilter(lambda record: not getattr(record, "file_only", False))
-    to_file.setLevel(min(level, logging.INFO))
-    to_file.setFormatter(logging.Formatter(LOG_FORMAT))
-    previous = root.level
-    root.setLevel(min(level, logging.INFO))
-    root.addHandler(console)
-    root.addHandler(to_file)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    try:
-        with python_spark_logs_to(to_file):
-            yield to_file
-    finally:
-        for handler in (console, to_file):
-            root.removeHandler(handler)
-            handler.close()
-        root.setLevel(previous)
-        _LOG_FILE.clear()
-
-
-def _condition(exc: BaseException | None) -> str | None:
-    """The data error condition (e.g. ``DIVIDE_BY_ZERO``) in an exception or its causes; None when there is none."""
-    for _ in range(10):
-        if exc is None:
-            return None
-        found = [c for c in _DATA_CONDITIONS if f"[{c}" in str(exc)]
-        if found or "java.io.FileNotFoundException" in str(exc):
-            return found[0] if found else "FAILED_READ_FILE"
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def _fail(kind: str, exc: BaseException, message: str, hint: str, log_file: logging.FileHandler) -> None:
-    """The traceback to the log file only; one screen on stderr: what is wrong and where, what to do, the log."""
-    log.error("%s: %s", kind, message, exc_info=exc, extra={"file_only": True})
-    log_path = Path(log_file.baseFilename)
-    tail = f"\nFull log: {log_path}" if log_path.exists() else ""
-    print(f"{kind}: {message}\n\n{hint}{tail}", file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from segmentation.errors import InputError
     from segmentation.schema import SchemaError
 
-    with _logging(args) as log_file:
-        _LOG_FILE[:] = [Path(log_file.baseFilename)]
+    with console.logging_to_file(args) as log_file:
+        console.LOG_FILE[:] = [Path(log_file.baseFilename)]
         try:
             settings = load_settings(args.conf, [*args.overrides, *_extra_overrides(args)])
             as_of = parse_as_of(args.as_of)
-            log_file.baseFilename = str(_log_path(args, settings.outputs.log_dir))  # nothing logged to it yet
-            _LOG_FILE[:] = [Path(log_file.baseFilename)]
+            log_file.baseFilename = str(console.log_path(args, settings.outputs.log_dir))  # nothing logged to it yet
+            console.LOG_FILE[:] = [Path(log_file.baseFilename)]
             return COMMANDS[args.verb][1](args, settings, as_of)
         except ConfigError as exc:
-            _fail("configuration error", exc, str(exc), _CONFIG_HINT, log_file)
+            console.fail("configuration error", exc, str(exc), console.CONFIG_HINT, log_file)
             return EXIT_CONFIG
         except (SchemaError, InputError, FileNotFoundError) as exc:  # FileNotFoundError: no input table at a path
             hint = "Check the inputs.*.path keys of the conf. " if isinstance(exc, FileNotFoundError) else ""
-            _fail("input error", exc, str(exc), hint + _INPUT_HINT, log_file)
+            console.fail("input error", exc, str(exc), hint + console.INPUT_HINT, log_file)
             return EXIT_INPUT
         except Exception as exc:  # a Spark error caused by the data is an input error; anything else is internal
             first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:400]
-            condition = _condition(exc)
+            condition = console.condition(exc)
             if condition is not None:
-                what = f"{_DATA_CONDITIONS[condition]} [{condition}]: {first}"
-                _fail("input error", exc, what, _INPUT_HINT + " The log names the file and the query.", log_file)
+                what = f"{console.DATA_CONDITIONS[condition]} [{condition}]: {first}"
+                console.fail(
+                    "input error", exc, what, console.INPUT_HINT + " The log names the file and the query.", log_file
+                )
                 return EXIT_INPUT
-            _fail("internal error", exc, f"{type(exc).__name__}: {first}", "Please report it with the log.", log_file)
+            console.fail(
+                "internal error", exc, f"{type(exc).__name__}: {first}", "Please report it with the log.", log_file
+            )
             return EXIT_INTERNAL
 
 

@@ -11,6 +11,7 @@ that keep a default are technical knobs base.yaml leaves alone, or optional attr
 
 from segmentation.config.common import CATCH_ALL, COMMAND_LINE, ConfigError
 from segmentation.config.loader import load_settings, parse_as_of, parse_override, resolve_base
+from segmentation.config.orders import ChannelSpec, GenerateSettings, IdentitySettings, QualitySettings
 from segmentation.config.rules import (
     AudienceSettings,
     CampaignSpec,
@@ -25,13 +26,10 @@ from segmentation.config.rules import (
     TierSettings,
 )
 from segmentation.config.settings import (
-    ChannelSpec,
     FeatureSettings,
-    GenerateSettings,
     Inputs,
     MlflowSettings,
     Outputs,
-    QualitySettings,
     ScoreMethod,
     ScoreSettings,
     Settings,
@@ -61,6 +59,7 @@ __all__ = [
     "EvaluationSettings",
     "FeatureSettings",
     "GenerateSettings",
+    "IdentitySettings",
     "Inputs",
     "MlflowSettings",
     "ModelSettings",

@@ -29,7 +29,7 @@ import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
 from segmentation.config import QualitySettings
-from segmentation.config.settings import IdentitySettings
+from segmentation.config.orders import IdentitySettings
 from segmentation.errors import InputError
 from segmentation.transforms.columns import clean_text, is_blank
 from segmentation.transforms.quality import REASON, normalised

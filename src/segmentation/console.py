@@ -1,0 +1,99 @@
+"""How a run talks to a person: one screen on stderr for a problem the user can fix, the full log in a file.
+
+The console gets each record's message without tracebacks; the run's log file
+(``<outputs.log_dir>/segmentation_<verb>_<as-of>.log``) gets everything, Java stack traces included, and Spark's own
+log output is routed there too. Spark errors caused by the data read (a division by zero, a missing data file) are
+input problems, named with what to do; anything else is an internal error with the log to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger("segmentation")
+
+LOG_FILE: list[Path] = []  # the current run's log file, for routing the JVM's log to it
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+CONFIG_HINT = "Fix the key named above (or the key=value override) and run again. Nothing was read or written."
+INPUT_HINT = "No output table was changed. `segmentation profile` shows what the table holds against the conf."
+# Spark error conditions caused by the data read, not by the program: the run is refused as an input problem.
+_MISSING_FILE = "a data file of an input table is missing or unreadable (a corrupt or half-deleted Delta table?)"
+DATA_CONDITIONS = {
+    "FAILED_READ_FILE": _MISSING_FILE,
+    "DELTA_FILE_NOT_FOUND": _MISSING_FILE,
+    "DIVIDE_BY_ZERO": "a division by zero on the data",
+    "ARITHMETIC_OVERFLOW": "a number too large for its type in the data",
+    "NUMERIC_VALUE_OUT_OF_RANGE": "a value out of range for its decimal type in the data",
+    "CAST_INVALID_INPUT": "a value in the data that cannot be converted to the type it needs",
+    "CAST_OVERFLOW": "a value in the data too large for the type it is converted to",
+}
+
+
+def log_path(args: argparse.Namespace, folder: str = "logs") -> Path:
+    as_of = "".join(c if c.isalnum() or c == "-" else "_" for c in str(args.as_of))[:20]
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder).resolve() / f"segmentation_{args.verb}_{as_of}.log"
+
+
+class _Console(logging.Formatter):
+    """The console sees a record's message, never its traceback, and not the records meant for the log file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved, record.exc_info, record.exc_text = (record.exc_info, record.exc_text), None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+@contextlib.contextmanager
+def logging_to_file(args: argparse.Namespace) -> Iterator[logging.FileHandler]:
+    """Console at ``--log-level`` without tracebacks; everything, tracebacks included, to the run's log file."""
+    from segmentation.session import python_spark_logs_to
+
+    root, level = logging.getLogger(), getattr(logging, args.log_level)
+    console, to_file = logging.StreamHandler(sys.stderr), logging.FileHandler(log_path(args), delay=True)
+    console.setLevel(level)
+    console.setFormatter(_Console(LOG_FORMAT))
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
+    to_file.setLevel(min(level, logging.INFO))
+    to_file.setFormatter(logging.Formatter(LOG_FORMAT))
+    previous = root.level
+    root.setLevel(min(level, logging.INFO))
+    root.addHandler(console)
+    root.addHandler(to_file)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        with python_spark_logs_to(to_file):
+            yield to_file
+    finally:
+        for handler in (console, to_file):
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(previous)
+        LOG_FILE.clear()
+
+
+def condition(exc: BaseException | None) -> str | None:
+    """The data error condition (e.g. ``DIVIDE_BY_ZERO``) in an exception or its causes; None when there is none."""
+    for _ in range(10):
+        if exc is None:
+            return None
+        found = [c for c in DATA_CONDITIONS if f"[{c}" in str(exc)]
+        if found or "java.io.FileNotFoundException" in str(exc):
+            return found[0] if found else "FAILED_READ_FILE"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def fail(kind: str, exc: BaseException, message: str, hint: str, log_file: logging.FileHandler) -> None:
+    """The traceback to the log file only; one screen on stderr: what is wrong and where, what to do, the log."""
+    log.error("%s: %s", kind, message, exc_info=exc, extra={"file_only": True})
+    log_path = Path(log_file.baseFilename)
+    tail = f"\nFull log: {log_path}" if log_path.exists() else ""
+    print(f"{kind}: {message}\n\n{hint}{tail}", file=sys.stderr)
