@@ -1,4 +1,4 @@
-"""The SparkSession for local mode or a cluster, with Delta Lake configured.
+"""The SparkSession for local mode, a cluster or a Spark Connect server, with Delta Lake configured.
 
 Delta's JVM classes are not in the ``delta-spark`` pip package. Locally the Makefile fetches them once into a cache
 (``$SEGMENTATION_JARS_DIR``) and they are passed with ``spark.jars``; on a platform that ships Delta
@@ -39,8 +39,27 @@ def delta_jars(jars_dir: str | None) -> list[str]:
     return jars
 
 
+REMOTE_ENV = "SPARK_REMOTE"
+
+
+def remote_url(settings: SparkSettings) -> str | None:
+    """The Spark Connect endpoint: ``spark.remote`` in the configuration, else ``$SPARK_REMOTE``; None: classic."""
+    return settings.remote or os.environ.get(REMOTE_ENV) or None
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """Whether ``spark`` is a Spark Connect session (no JVM, no SparkContext, no RDDs on this side)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
 def build_session(settings: SparkSettings, extra_conf: Mapping[str, str] | None = None) -> SparkSession:
-    """Create (or reuse) the session. Driver memory only applies when this call starts the JVM."""
+    """Create (or reuse) the session: Spark Connect when a remote is configured, else classic with Delta's jars.
+
+    Driver memory only applies when this call starts the JVM.
+    """
+    remote = remote_url(settings)
+    if remote:
+        return _connect_session(remote, settings, extra_conf)
     builder = SparkSession.builder.appName(settings.app_name)
     if settings.master:
         builder = builder.master(settings.master)
@@ -52,8 +71,33 @@ def build_session(settings: SparkSettings, extra_conf: Mapping[str, str] | None 
     for key, value in {**DELTA_CONF, **settings.conf, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if is_connect(spark):  # a platform whose default session is Connect (Databricks serverless)
+        log.info("spark %s over Spark Connect (the platform's session)", spark.version)
+        return spark
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark %s, master %s, delta jars: %d", spark.version, spark.sparkContext.master, len(jars))
+    return spark
+
+
+def _connect_session(remote: str, settings: SparkSettings, extra_conf: Mapping[str, str] | None) -> SparkSession:
+    """A Spark Connect session on ``remote``; the configured session settings the server lets a client change.
+
+    The server owns its master, memory, jars (Delta among them) and static settings (extensions, catalog, warehouse):
+    those keys are skipped with a debug line, so one configuration file serves both kinds of session.
+    """
+    spark = SparkSession.builder.remote(remote).appName(settings.app_name).getOrCreate()
+    skipped = []
+    for key, value in {**settings.conf, **(extra_conf or {})}.items():
+        try:
+            spark.conf.set(key, value)
+        except Exception as exc:  # a platform may refuse a setting (serverless allows few): the job runs without it
+            if "CANNOT_MODIFY" in str(exc):
+                skipped.append(key)
+            else:
+                log.warning("Spark Connect server refused %s=%s: %s", key, value, str(exc).splitlines()[0])
+    if skipped:
+        log.debug("static settings left to the Spark Connect server: %s", ", ".join(skipped))
+    log.info("spark %s over Spark Connect at %s", spark.version, remote)
     return spark
 
 
