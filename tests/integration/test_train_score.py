@@ -1,9 +1,10 @@
-"""train and score end to end on a small synthetic history, with a real Delta lake and a real MLflow store.
+"""The real job chain on one small synthetic history: generate -> build -> train (twice) -> score (twice) -> report.
 
-Two training runs on the same orders: the first with a deliberately weak churn model (one stump), the second with a
-real one. The CLV configuration is the same in both, so its challenger ties the champion and the alias must stay;
-the churn challenger is far better on the same holdout and the alias must move. Then ``score`` fills the
-predictions of the segment snapshot from the champions.
+A real Delta lake and a real MLflow store, no stand-ins. The two training runs use the same orders: the first with a
+deliberately weak churn model (one stump), the second with a real one. The CLV configuration is the same in both, so
+its challenger ties the champion and the alias must stay; the churn challenger is far better on the same holdout and
+the alias must move. ``score`` then fills the predictions of build's segment snapshot from the champions, and the run
+manifest (read with delta-rs, as downstream readers do) shows every job of the date complete.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import numpy as np
 import pandas as pd
 import pyspark.sql.functions as F
 import pytest
+from deltalake import DeltaTable
 
 from segmentation import io, pipelines
 from segmentation.config import load_settings
+from segmentation.models import clv_model, registry, tracking
 from segmentation.models import clv_training as ct
-from segmentation.models import tracking
-from segmentation.transforms import features as feat
+from segmentation.pipelines import common
+from segmentation.runs import JobRun
 from segmentation.transforms import segments
 
 pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.mlflow, pytest.mark.e2e, pytest.mark.slow]
@@ -37,56 +40,73 @@ def _settings(conf_dir, lake, *overrides):
             "inputs.identity_map=null",
             "inputs.profiles=null",
             f"outputs.path={lake / 'output'}",
+            f"outputs.report_dir={lake / 'reports'}",
             f"mlflow.tracking_uri=sqlite:///{lake / 'mlflow.db'}",
             f"mlflow.dfs_tmpdir={lake / 'dfs_tmp'}",
             "spark.master=local[2]",
             "generate.customers=3000",
             "generate.orders=30000",
+            "generate.customers_per_partition=1000",
             *overrides,
         ],
     )
 
 
-def _write_build_snapshots(spark, settings):
-    """The two tables score reads from build: features and a segments slice whose predictions are still empty."""
-    tagged, valid, _ = pipeline._valid_orders(spark, settings, AS_OF)
-    features_df = feat.customer_features(valid, AS_OF, settings.features, settings.quality)
-    io.write_snapshot(features_df, settings.outputs.table_path("customer_features"), AS_OF)
-    features_df = io.read_output(spark, settings.outputs.table_path("customer_features"), AS_OF)
-    segments_df = features_df.select(
-        "as_of_date",
-        "customer_id",
-        "recency_days",
-        "frequency",
-        "monetary",
-        *[F.lit(None).cast(t).alias(c) for c, t in segments.PREDICTION_COLUMNS.items()],
-        F.lit("build-run").alias("run_id"),
-    )
-    io.write_snapshot(segments_df, settings.outputs.table_path("customer_segments"), AS_OF)
-    tagged.release()
-
-
+# One chain, one fixture per job so each stage's set-up is timed with the first test that needs it.
 @pytest.fixture(scope="module")
-def runs(spark, tmp_path_factory, conf_dir):
+def built(spark, tmp_path_factory, conf_dir):
     lake = tmp_path_factory.mktemp("train_score") / "lake"
     weak, good = _settings(conf_dir, lake, *WEAK_CHURN), _settings(conf_dir, lake, *GOOD_CHURN)
     pipelines.run_generate(spark, weak, AS_OF)
-    _write_build_snapshots(spark, weak)
-    first = pipelines.run_train(spark, weak, AS_OF)
-    second = pipelines.run_train(spark, good, AS_OF)
-    scored = pipelines.run_score(spark, good, AS_OF)
-    scored_again = pipelines.run_score(spark, good, AS_OF)
-    return {"settings": good, "first": first, "second": second, "scored": scored, "scored_again": scored_again}
+    return {"weak": weak, "settings": good, "built": pipelines.run_build(spark, weak, AS_OF)}
+
+
+@pytest.fixture(scope="module")
+def trained(spark, built):
+    first = pipelines.run_train(spark, built["weak"], AS_OF)
+    second = pipelines.run_train(spark, built["settings"], AS_OF)
+    return {**built, "first": first, "second": second}
+
+
+@pytest.fixture(scope="module")
+def runs(spark, trained):
+    scored = pipelines.run_score(spark, trained["settings"], AS_OF)
+    scored_again = pipelines.run_score(spark, trained["settings"], AS_OF)
+    return {**trained, "scored": scored, "scored_again": scored_again}
+
+
+@pytest.fixture(scope="module")
+def reported(spark, runs):
+    return {**runs, "report": pipelines.run_report(spark, runs["settings"], AS_OF)}
 
 
 def _promotion(result, name):
     return next(p for p in result.promotions if p.registered_model == name)
 
 
-def test_two_runs_per_model_side_by_side_with_comparable_metrics(runs):
+def _manifest_rows(settings) -> list[dict]:
+    """``segment_runs`` of the date as delta-rs reads it, oldest first."""
+    rows = DeltaTable(settings.outputs.table_path("segment_runs")).to_pyarrow_table().to_pylist()
+    rows = [
+        {**r, "table_versions": dict(r["table_versions"] or []), "input_versions": dict(r["input_versions"] or [])}
+        for r in rows
+        if r["as_of_date"] == AS_OF
+    ]
+    return sorted(rows, key=lambda r: r["finished_at"])
+
+
+def test_build_leaves_the_predictions_for_score_to_fill(built, spark):
+    settings = built["settings"]
+    df = io.read_output(spark, settings.outputs.table_path("customer_segments"), AS_OF)
+    row = df.agg(F.count(F.lit(1)).alias("n"), *[F.count(c).alias(c) for c in segments.PREDICTION_COLUMNS]).first()
+    assert row["n"] == built["built"].customers > 0
+    assert all(row[c] == 0 for c in segments.PREDICTION_COLUMNS)
+
+
+def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     import mlflow
 
-    settings = runs["settings"]
+    settings = trained["settings"]
     tracking.configure(settings.mlflow)
     runs_df = mlflow.search_runs(order_by=["attributes.start_time ASC"])
     assert list(runs_df["tags.mlflow.runName"]) == [f"clv {AS_OF}", f"churn {AS_OF}"] * 2
@@ -98,6 +118,8 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(runs):
         assert churn_runs[f"metrics.{metric}"].notna().all(), metric
     for name in ("bgnbd_r", "bgnbd_alpha", "bgnbd_a", "bgnbd_b", "gg_p", "gg_q", "gg_v"):
         assert clv_runs[f"params.{name}"].astype(float).gt(0).all(), name
+    assert set(clv_runs["params.time_unit"]) == {"weeks"}
+    assert set(churn_runs["params.cutoff"]) == {str(AS_OF - dt.timedelta(days=90))}
     assert set(runs_df["params.input_orders_version"]) == {"0"}
     assert set(runs_df["params.input_orders_path"]) == {io.qualify(settings.inputs.orders.path)}
     # Same data, same CLV configuration: the same fit, to the bit.
@@ -105,16 +127,26 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(runs):
     assert clv_runs["metrics.holdout_mae"].nunique() == 1
 
 
-def test_clv_alias_stays_on_a_tie(runs):
-    first, second = _promotion(runs["first"], "segmentation_clv"), _promotion(runs["second"], "segmentation_clv")
+def test_train_result_names_every_family_in_registry_order(trained):
+    second = trained["second"]
+    assert [o.name for o in second.outcomes] == list(registry.FAMILIES) == ["clv", "churn"]
+    assert second.outcome("clv").window == f"calibration up to {AS_OF - dt.timedelta(days=90)}"
+    assert set(second.outcome("clv").params) == {"bgnbd_r", "bgnbd_alpha", "bgnbd_a", "bgnbd_b", "gg_p", "gg_q", "gg_v"}
+    for outcome in second.outcomes:
+        assert set(outcome.key_metrics) <= set(outcome.metrics), outcome.name
+
+
+def test_clv_alias_stays_on_a_tie(trained):
+    first, second = _promotion(trained["first"], "segmentation_clv"), _promotion(trained["second"], "segmentation_clv")
     assert (first.version, first.promoted, first.champion_version) == ("1", True, None)
     assert (second.version, second.promoted, second.champion_version) == ("2", False, "1")
     assert second.champion_value == second.challenger_value
     assert tracking.champion_version("segmentation_clv") == "1"
 
 
-def test_churn_alias_moves_on_improvement(runs):
-    first, second = _promotion(runs["first"], "segmentation_churn"), _promotion(runs["second"], "segmentation_churn")
+def test_churn_alias_moves_on_improvement(trained):
+    name = "segmentation_churn"
+    first, second = _promotion(trained["first"], name), _promotion(trained["second"], name)
     assert (first.version, first.promoted) == ("1", True)
     assert (second.version, second.promoted, second.champion_version) == ("2", True, "1")
     # The champion was re-evaluated on the same holdout: its AUC there is the first run's AUC.
@@ -123,11 +155,13 @@ def test_churn_alias_moves_on_improvement(runs):
     assert tracking.champion_version("segmentation_churn") == "2"
 
 
-def test_churn_model_beats_the_recency_baseline(runs):
-    metrics, baseline = runs["second"].churn_metrics, runs["second"].churn_baseline_metrics
+def test_churn_model_beats_the_recency_baseline(trained):
+    outcome = trained["second"].outcome("churn")
+    metrics, baseline = outcome.metrics, outcome.baseline_metrics
     print(f"churn {metrics}\nbaseline {baseline}")
     assert metrics["auc"] >= baseline["auc"]
     assert metrics["customers"] == baseline["customers"]
+    assert metrics["baseline_auc"] == baseline["auc"]
 
 
 def test_score_fills_every_customer_in_range(runs, spark):
@@ -143,18 +177,24 @@ def test_score_fills_every_customer_in_range(runs, spark):
         F.min("churn_probability").alias("c_min"),
         F.max("churn_probability").alias("c_max"),
     ).first()
-    assert row["n"] == runs["scored"].customers
+    assert row["n"] == runs["scored"].customers == runs["built"].customers
     assert all(row[c] == row["n"] for c in segments.PREDICTION_COLUMNS)
     assert 0.0 <= row["p_min"] <= row["p_max"] <= 1.0
     assert row["clv_min"] >= 0.0 and row["e_min"] >= 0.0
     assert 0.0 <= row["c_min"] <= row["c_max"] <= 1.0
-    assert (runs["scored"].clv_version, runs["scored"].churn_version) == ("1", "2")
+    assert runs["scored"].versions == {"clv": "1", "churn": "2"}
+
+
+def _valid_orders(spark, settings):
+    """The valid orders as the jobs see them, through a run that is never entered (so it leaves no manifest row)."""
+    run = JobRun(spark, settings, "test", AS_OF)
+    return common.valid_orders(run)[0], run
 
 
 def test_scores_equal_the_numpy_closed_forms_of_the_champion(runs, spark):
     settings = runs["settings"]
-    model, _ = tracking.load_clv_champion("segmentation_clv")
-    tagged, valid, _ = pipeline._valid_orders(spark, settings, AS_OF)
+    model, _ = tracking.load_champion(registry.family("clv", settings), "segmentation_clv")
+    valid, run = _valid_orders(spark, settings)
     summary_df = ct.customer_summary(valid, AS_OF, model.time_unit, "completed")
     # A handful of customers: the heaviest buyer, a one-time buyer and a couple in between (bounded, test-side).
     picked = (
@@ -163,10 +203,9 @@ def test_scores_equal_the_numpy_closed_forms_of_the_champion(runs, spark):
         .unionByName(summary_df.where("frequency = 0").orderBy("customer_id").limit(1))
         .unionByName(summary_df.where("frequency = 2").orderBy("customer_id").limit(2))
     ).toPandas()
-    tagged.release()
-    expected = ct.predict_frame(
-        model, ct.Horizon.from_settings(settings.models.clv, model.time_unit), picked.fillna(0.0)
-    )
+    run.release()
+    horizon = ct.Horizon.from_settings(settings.models.clv, model.time_unit)
+    expected = clv_model.predict_frame(model, horizon, picked.fillna(0.0))
     scored = (
         io.read_output(spark, settings.outputs.table_path("customer_segments"), AS_OF)
         .where(F.col("customer_id").isin(list(picked["customer_id"])))
@@ -189,13 +228,55 @@ def test_rescoring_rewrites_the_same_slice(runs, spark):
     assert current.select(columns).exceptAll(before.select(columns)).count() == 0
 
 
-def test_pyfunc_model_predicts_from_the_registry(runs):
+def test_pyfunc_model_predicts_from_the_registry(trained):
     import mlflow
 
-    tracking.configure(runs["settings"].mlflow)
+    tracking.configure(trained["settings"].mlflow)
     model = mlflow.pyfunc.load_model(tracking.champion_uri("segmentation_clv"))
     frame = pd.DataFrame({"frequency": [0, 3], "recency": [0, 20], "T": [10, 26], "monetary": [0.0, 85.5]})
     out = model.predict(frame)
     assert list(out.columns) == ["p_alive", "expected_purchases", "expected_spend", "clv"]
     assert out["p_alive"].iloc[0] == 1.0 and (out["clv"] > 0).all()
-    assert model.metadata.signature is not None
+    assert model.metadata.signature == clv_model.SIGNATURE
+
+
+def test_manifest_holds_a_complete_row_for_every_job_of_the_date(reported):
+    rows = _manifest_rows(reported["settings"])
+    complete = {r["job"] for r in rows if r["status"] == io.RUN_COMPLETE}
+    assert complete >= {"generate", "build", "train", "score", "report"}
+    trains = [r["table_versions"] for r in rows if r["job"] == "train" and r["status"] == io.RUN_COMPLETE]
+    assert [(t["model.segmentation_clv"], t["model.segmentation_churn"]) for t in trains] == [(1, 1), (2, 2)]
+    score = next(r for r in rows if r["job"] == "score" and r["status"] == io.RUN_COMPLETE)
+    assert score["input_versions"]["model.segmentation_clv"] == 1
+    assert score["input_versions"]["model.segmentation_churn"] == 2
+    assert score["table_versions"]["customer_segments"] == reported["scored"].segments_version
+    assert reported["report"].path.endswith(f"segmentation_{AS_OF}.html")
+
+
+def test_a_failed_score_leaves_a_failed_row_and_the_scored_snapshot_readable(reported, spark, monkeypatch):
+    settings = reported["settings"]
+    segments_path = settings.outputs.table_path("customer_segments")
+    write_snapshot = io.write_snapshot
+
+    def failing(df, path, *args, **kwargs):
+        if path == segments_path:
+            raise OSError("disk full while writing customer_segments")
+        return write_snapshot(df, path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "write_snapshot", failing)
+    with pytest.raises(OSError, match="disk full"):
+        pipelines.run_score(spark, settings, AS_OF)
+    monkeypatch.undo()
+
+    last = _manifest_rows(settings)[-1]
+    assert (last["job"], last["status"], last["table_versions"]) == ("score", io.RUN_FAILED, {})
+    assert "disk full" in last["message"]
+    snapshot = io.read_complete_snapshot(
+        spark, settings.outputs.table_path("segment_runs"), "customer_segments", segments_path, AS_OF
+    )
+    version = reported["scored_again"].segments_version
+    scored = spark.read.format("delta").option("versionAsOf", version).load(segments_path)
+    columns = ["customer_id", *segments.PREDICTION_COLUMNS]
+    assert snapshot.count() == reported["scored_again"].customers
+    assert snapshot.where(F.col("clv").isNull() | F.col("churn_probability").isNull()).count() == 0
+    assert snapshot.select(columns).exceptAll(scored.where(F.col("as_of_date") == AS_OF).select(columns)).count() == 0
