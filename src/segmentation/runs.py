@@ -144,6 +144,39 @@ class JobRun:
             self.versions[table] = result.version
         return result
 
+    def check_schemas(self, frames: Mapping[str, DataFrame]) -> None:
+        """Before the first write: stop (``ConfigError``) if a frame no longer fits its existing output table.
+
+        Call it with every frame the run will write, before any write. New columns are fine: a feature window, a
+        category, a tag group or a segment dimension added to the configuration adds columns to the table (earlier
+        snapshots read them as null), logged here. CHECK constraints that depend on the configuration (the score
+        ranges of ``rfm.bins``) are replaced at the write, also logged here. A column the table has and the frame
+        lacks, or with another type, would break the table's readers: the run stops naming each table and column.
+        """
+        problems: list[str] = []
+        for table, df in frames.items():
+            path = self.settings.outputs.table_path(table)
+            existing = io.tables.table_schema(self.spark, path)
+            if existing is None:
+                continue
+            change = io.tables.schema_change(existing, df.schema)
+            problems += [f"{table}: {problem}" for problem in change.problems]
+            if change.added:
+                log.info("%s: adds columns %s (earlier snapshots read null)", table, ", ".join(change.added))
+            current = io.tables.table_checks(self.spark, path)
+            contract = outputs.spec(table).constraints.resolved(self.settings.rfm.bins).for_columns(df.columns)
+            for check in contract.checks:
+                if current.get(check.name, check.expression) != check.expression:
+                    log.info("%s: CHECK %s changes to (%s)", table, check.name, check.expression)
+        if problems:
+            raise ConfigError(
+                f"the configuration no longer fits the existing output tables under {self.settings.outputs.path};"
+                " nothing was written:\n  "
+                + "\n  ".join(problems)
+                + "\nDownstream readers may depend on these columns: restore the configuration that produced them,"
+                " or write to new tables (another outputs.path, or outputs.tables.<table>)."
+            )
+
     def wrote(self, name: str, version: int) -> None:
         """Record a version this run produced outside ``write`` (an input table it generated, a model version)."""
         self.versions[name] = int(version)

@@ -19,8 +19,9 @@ import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession
 
 from segmentation.config import TableRef
+from segmentation.io.location import Location
 from segmentation.io.manifest import RUN_COMPLETE
-from segmentation.io.tables import _with_commit_retries, qualify, read_output
+from segmentation.io.tables import _with_commit_retries, read_output
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class FileChanges:
 
 
 def _file_names(spark: SparkSession, ref: TableRef, version: int) -> frozenset[str]:
-    df = spark.read.format("delta").option("versionAsOf", version).load(ref.path)
+    df = Location.of(ref).read(spark, version)
     return frozenset(posixpath.basename(f) for f in df.inputFiles())
 
 
@@ -52,7 +53,7 @@ def file_changes(spark: SparkSession, ref: TableRef, from_version: int, to_versi
 
 def read_files(spark: SparkSession, ref: TableRef, version: int, names: frozenset[str]) -> DataFrame:
     """The rows of ``version`` that live in the data files ``names`` (Delta's ``_metadata.file_name``)."""
-    df = spark.read.format("delta").option("versionAsOf", version).load(ref.path)
+    df = Location.of(ref).read(spark, version)
     # A filter (not a join) keeps the relation's ``_metadata`` columns available to later readers of the rows.
     return df.where(F.col("_metadata.file_name").isin(sorted(names)))
 
@@ -70,15 +71,15 @@ def latest_complete_run(spark: SparkSession, manifest_path: str, job: str) -> di
     return None if row is None else row.asDict(recursive=True)
 
 
-def read_version(spark: SparkSession, path: str, version: int, as_of: dt.date | None = None) -> DataFrame:
-    """An output table at a recorded version (optionally its ``as_of`` slice)."""
-    df = spark.read.format("delta").option("versionAsOf", int(version)).load(qualify(path))
+def read_version(spark: SparkSession, path: str | Location, version: int, as_of: dt.date | None = None) -> DataFrame:
+    """An output table (by path or name) at a recorded version (optionally its ``as_of`` slice)."""
+    df = Location.of(path).read(spark, int(version))
     return df if as_of is None else df.where(F.col("as_of_date") == F.lit(as_of))
 
 
 def replace_rows(
     df: DataFrame,
-    path: str,
+    path: str | Location,
     predicate: str,
     *,
     partition_by: tuple[str, ...] = (),
@@ -90,11 +91,9 @@ def replace_rows(
     Creates the table on first use. Rows a crashed run left behind match the predicate too, so they are replaced
     rather than duplicated. Returns the version committed.
     """
-    from delta.tables import DeltaTable
-
     spark = df.sparkSession
-    location = qualify(path)
-    exists = DeltaTable.isDeltaTable(spark, location)
+    location = Location.of(path)
+    exists = location.exists(spark)
     writer = df.write.format("delta").mode("overwrite")
     if metadata is not None:
         writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True, default=str))
@@ -102,26 +101,18 @@ def replace_rows(
         writer = writer.option("replaceWhere", predicate)
     else:  # the whole table: a full rebuild may also change its columns
         writer = writer.option("overwriteSchema", "true").partitionBy(*partition_by)
-    _with_commit_retries(lambda: writer.save(location), f"write of {path} where {predicate}", retries)
-    row = DeltaTable.forPath(spark, location).history(1).select("version").first()
-    log.info("wrote %s where %s -> version %s", path, predicate, row["version"])
-    return int(row["version"])
+    _with_commit_retries(lambda: location.save(writer), f"write of {location} where {predicate}", retries)
+    version = location.version(spark)
+    log.info("wrote %s where %s -> version %s", location, predicate, version)
+    return int(version)
 
 
-def commit_metadata(spark: SparkSession, path: str, version: int) -> dict | None:
+def commit_metadata(spark: SparkSession, path: str | Location, version: int) -> dict | None:
     """The JSON ``userMetadata`` a ``replace_rows`` commit stored (what the layer was built from), or None."""
-    from delta.tables import DeltaTable
-
-    location = qualify(path)
-    if not DeltaTable.isDeltaTable(spark, location):
+    location = Location.of(path)
+    if not location.exists(spark):
         return None
-    row = (
-        DeltaTable.forPath(spark, location)
-        .history()
-        .where(F.col("version") == F.lit(int(version)))
-        .select("userMetadata")
-        .first()
-    )
+    row = location.history(spark).where(F.col("version") == F.lit(int(version))).select("userMetadata").first()
     if row is None or not row["userMetadata"]:
         return None
     try:
@@ -130,9 +121,8 @@ def commit_metadata(spark: SparkSession, path: str, version: int) -> dict | None
         return None
 
 
-def append_rows(df: DataFrame, path: str) -> int:
-    """Append rows to an input table (a daily feed); returns the version committed."""
-    from delta.tables import DeltaTable
-
-    df.write.format("delta").mode("append").save(qualify(path))
-    return int(DeltaTable.forPath(df.sparkSession, qualify(path)).history(1).select("version").first()["version"])
+def append_rows(df: DataFrame, path: str | Location) -> int:
+    """Append rows to an input table (a daily feed), by path or name; returns the version committed."""
+    location = Location.of(path)
+    location.save(df.write.format("delta").mode("append"))
+    return int(location.version(df.sparkSession))

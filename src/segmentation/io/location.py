@@ -186,14 +186,10 @@ class Location:
     # -- reads and writes -----------------------------------------------------------------------------------------
     def read(self, spark: SparkSession, version: int | None = None) -> DataFrame:
         """The table, at ``version`` when given (Delta time travel)."""
-        if self.name is not None:
-            if version is None:
-                return spark.read.table(self.sql)
-            return spark.sql(f"SELECT * FROM {self.sql} VERSION AS OF {int(version)}")
-        reader = spark.read.format(self.format)
+        reader = spark.read if self.name is not None else spark.read.format(self.format)
         if version is not None:
             reader = reader.option("versionAsOf", int(version))
-        return reader.load(self.path if self.format != "delta" else qualify(self.path))
+        return reader.table(self.sql) if self.name is not None else reader.load(qualify(self.path))
 
     def save(self, writer: DataFrameWriter) -> None:
         """Run a configured writer (mode, options) against this table: ``save`` to a path, ``saveAsTable`` by name."""

@@ -177,3 +177,39 @@ def audience_arms(audiences_df: DataFrame) -> list[dict]:
         r["treatment"] = r["customers"] - r["control"]
         r["control_share"] = r["control"] / r["customers"] if r["customers"] else 0.0
     return out
+
+
+def entries_and_exits(changes_df: DataFrame, dimension: str, start, end) -> list[dict]:
+    """Per segment of one dimension, the ``segment_changes`` entries and exits dated ``start`` to ``end`` (inclusive).
+
+    A move from A to B is an exit from A and an entry into B; ``new`` counts the entries of customers not in the
+    dimension before (first seen, returning), ``left`` the exits of customers who are gone.
+    """
+    rows = (
+        changes_df.where((F.col("dimension") == dimension) & F.col("as_of_date").between(F.lit(start), F.lit(end)))
+        .select(
+            F.explode(
+                F.array(
+                    F.struct(
+                        F.col("to_value").alias("segment"),
+                        F.lit(1).alias("entered"),
+                        F.col("from_value").isNull().cast("int").alias("new"),
+                        F.lit(0).alias("exited"),
+                        F.lit(0).alias("left"),
+                    ),
+                    F.struct(
+                        F.col("from_value").alias("segment"),
+                        F.lit(0).alias("entered"),
+                        F.lit(0).alias("new"),
+                        F.lit(1).alias("exited"),
+                        F.col("to_value").isNull().cast("int").alias("left"),
+                    ),
+                )
+            ).alias("e")
+        )
+        .where(F.col("e.segment").isNotNull())
+        .groupBy(F.col("e.segment").alias("segment"))
+        .agg(*[F.sum(f"e.{c}").cast("long").alias(c) for c in ("entered", "new", "exited", "left")])
+        .collect()
+    )
+    return [{**r.asDict(), "net": r["entered"] - r["exited"]} for r in rows]

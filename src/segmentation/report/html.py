@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from segmentation.report.aggregates import (
     HISTOGRAM_BINS,
     NEW,
     audience_arms,
+    entries_and_exits,
     has_values,
     histogram,
     lifecycle_funnel,
@@ -32,6 +34,7 @@ from segmentation.report.plots import (
     cjk_font,
     plot_audiences,
     plot_distributions,
+    plot_entries_exits,
     plot_funnel,
     plot_migration,
     plot_rf_heatmap,
@@ -98,6 +101,36 @@ def segments_section(
     return Section("sizes", title, about, plot_segment_sizes(sizes, label, colours, currency), _table(headers, rows))
 
 
+def changes_section(inputs: ReportInputs, dimension: str, order: Sequence[str], label) -> Section:
+    """The week's entries and exits per segment (``segment_changes``), next to the migration matrix."""
+    start = inputs.as_of - dt.timedelta(days=6)
+    title = "Entries and exits this week"
+    about = (
+        f"Customers who entered or left each segment between {start} and {inputs.as_of} (segment_changes): a move "
+        "counts as an exit from one segment and an entry into another; new customers and customers gone are apart."
+    )
+    rows = [] if inputs.changes_df is None else entries_and_exits(inputs.changes_df, dimension, start, inputs.as_of)
+    if not rows:
+        return _unavailable("changes", title, about, "no segment_changes in the week")
+    rows = sorted(rows, key=lambda r: order.index(r["segment"]) if r["segment"] in order else len(order))
+    table = _table(
+        ["segment", "entered", "of which new", "exited", "of which gone", "net"],
+        [
+            [
+                label(r["segment"]),
+                f"{r['entered']:,}",
+                f"{r['new']:,}",
+                f"{r['exited']:,}",
+                f"{r['left']:,}",
+                f"{r['net']:+,}",
+            ]
+            for r in rows
+        ],
+    )
+    image = plot_entries_exits(rows, order, label, str(start), str(inputs.as_of))
+    return Section("changes", title, about, image, table)
+
+
 def build_sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
     """Aggregate in Spark and draw every section, each degrading on its own when its data is missing."""
     from matplotlib import rc_context
@@ -147,6 +180,7 @@ def _sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
         sections.append(Section("migration", title, about, image, note=kept if both else None))
     else:
         sections.append(_unavailable("migration", title, about, "no earlier snapshot to compare with"))
+    sections.append(changes_section(inputs, dimension, segment_order, seg_label))
 
     title, about = "Lifecycle funnel", "Customers per lifecycle stage, from first contact to dormancy."
     if present and has_values(segments_df, "lifecycle_stage"):

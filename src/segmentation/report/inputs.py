@@ -19,4 +19,5 @@ class ReportInputs:
     previous_segments_df: DataFrame | None = None
     migration_df: DataFrame | None = None
     audiences_df: DataFrame | None = None
+    changes_df: DataFrame | None = None  # segment_changes (at least the week up to as_of)
     table_versions: Mapping[str, int | None] = field(default_factory=dict)

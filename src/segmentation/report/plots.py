@@ -316,3 +316,26 @@ def plot_audiences(arms: Sequence[dict]) -> str:
     fig.legend(loc="outside lower center", ncols=2, frameon=False)
     ax.set_title("Campaign audiences: treatment and control customers")
     return _png(fig)
+
+
+def plot_entries_exits(rows: Sequence[dict], order: Sequence[str], label, start: str, end: str) -> str:
+    """Entries to the right, exits to the left of each segment, with the net change written beside."""
+    by_segment = {r["segment"]: r for r in rows}
+    segments = _ordered(set(by_segment), order)[::-1]
+    entered = [by_segment[s]["entered"] for s in segments]
+    exited = [-by_segment[s]["exited"] for s in segments]
+    fig = _new_figure(10, 0.55 * len(segments) + 1.6)
+    ax = fig.add_subplot()
+    ax.barh(range(len(segments)), entered, color=PALETTE[2], label="entered")
+    ax.barh(range(len(segments)), exited, color=PALETTE[3], label="exited")
+    widest = max([*entered, *(-e for e in exited), 1])
+    for p, s in enumerate(segments):
+        ax.text(widest * 1.02, p, f"net {by_segment[s]['net']:+,}", va="center", fontsize=8)
+    ax.axvline(0, color="#444444", linewidth=0.8)
+    ax.set_yticks(range(len(segments)), [label(s) for s in segments])
+    ax.set_xlim(-widest * 1.1, widest * 1.3)
+    ax.xaxis.set_major_formatter(lambda x, _: f"{abs(x):,.0f}")
+    ax.set_xlabel("customers")
+    fig.legend(loc="outside lower center", ncols=2, frameon=False)
+    ax.set_title(f"Entries and exits per segment, {start} to {end}")
+    return _png(fig)

@@ -3,10 +3,12 @@
 ``segment_membership`` has one row per customer ever seen. For every dimension ``d`` (each exclusive rule set,
 ``value_class``, one ``audience_<campaign_id>`` per campaign holding the arm, the predicted-value tier) it keeps four
 columns: ``d`` (the value now), ``previous_d`` (the value it held before), ``d_since`` (the as-of date it took its
-value) and ``previous_d_since``; plus ``is_current``, ``left_on``, ``changed_on`` (the latest ``*_since``) and
-``run_id``. A job computes the next state of the dimensions it owns from one join of its customers with the state
-(``next_state``); only rows that differ are MERGEd, so the table's Change Data Feed is exactly who entered, left or
-moved, and the same pass gives the ``segment_changes`` rows (``change_rows``).
+value) and ``previous_d_since``; plus ``is_current``, ``left_on`` and ``changed_on`` (the latest ``*_since``). No
+run id: two jobs (build, score) write the same rows on one date, and a row must not differ by who wrote it last; the
+run of a change is in ``segment_changes`` and the manifest. A job computes the next state of the dimensions it owns
+from one join of its customers with the state (``next_state``); only rows that differ are MERGEd, so the table's
+Change Data Feed is exactly who entered, left or moved, and the same pass gives the ``segment_changes`` rows
+(``change_rows``).
 
 Rules that make a rerun change nothing:
 
@@ -36,7 +38,7 @@ from segmentation.config import CampaignSpec, ConfigError, Settings
 from segmentation.transforms import audiences
 
 KEY = "customer_id"
-IS_CURRENT, LEFT_ON, CHANGED_ON, RUN_ID = "is_current", "left_on", "changed_on", "run_id"
+IS_CURRENT, LEFT_ON, CHANGED_ON = "is_current", "left_on", "changed_on"
 ENTERED, EXITED, MOVED = "entered", "exited", "moved"
 VALUE_CLASS = "value_class"
 PREDICTED_VALUE_TIER = "predicted_value_tier"
@@ -76,7 +78,7 @@ def change_dimension(column: str) -> str:
 def state_columns(dimensions: Sequence[str]) -> list[str]:
     """Every column of ``segment_membership`` for these dimensions, in table order."""
     per_dimension = [c for d in dimensions for c in (d, previous_of(d), since_of(d), previous_since_of(d))]
-    return [KEY, IS_CURRENT, LEFT_ON, *per_dimension, CHANGED_ON, RUN_ID]
+    return [KEY, IS_CURRENT, LEFT_ON, *per_dimension, CHANGED_ON]
 
 
 @dataclass(frozen=True)
@@ -132,36 +134,39 @@ def _conformed(state_df: DataFrame | None, current_df: DataFrame, dimensions: Se
     if state_df is None:
         state_df = spark.createDataFrame([], f"{KEY} string")
     present = set(state_df.columns)
-    types = {IS_CURRENT: "boolean", LEFT_ON: "date", CHANGED_ON: "date", RUN_ID: "string"}
+    types = {IS_CURRENT: "boolean", LEFT_ON: "date", CHANGED_ON: "date"}
     for d in dimensions:
         types.update({d: "string", previous_of(d): "string", since_of(d): "date", previous_since_of(d): "date"})
     added = [F.lit(None).cast(t).alias(c) for c, t in types.items() if c not in present]
     return state_df.select(*[F.col(c) for c in state_df.columns], *added)
 
 
-def _rewound(dimension: str, rewind: Column) -> tuple[Column, Column, Column, Column]:
-    """(value, previous, since, previous_since) of a dimension before the as-of date."""
-    d, p, s, ps = (
-        F.col(c) for c in (dimension, previous_of(dimension), since_of(dimension), previous_since_of(dimension))
-    )
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _str(text: str) -> str:
+    """A Spark SQL string literal (dimension names are plain identifiers, but quote them safely anyway)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _rewound(dimension: str, rewind: str, prefix: str) -> list[str]:
+    """SQL of (value, previous, since, previous_since) of a dimension before the as-of date, as ``<prefix>v`` etc."""
+    names = (dimension, previous_of(dimension), since_of(dimension), previous_since_of(dimension))
+    d, p, s, ps = (_q(c) for c in names)
+    return [
+        f"CASE WHEN {rewind} THEN {p} ELSE {d} END AS {prefix}v",
+        f"CASE WHEN {rewind} THEN NULL ELSE {p} END AS {prefix}p",
+        f"CASE WHEN {rewind} THEN {ps} ELSE {s} END AS {prefix}s",
+        f"CASE WHEN {rewind} THEN NULL ELSE {ps} END AS {prefix}ps",
+    ]
+
+
+def _change(dimension: str, changed: str, before: str, after: str) -> str:
+    event = f"CASE WHEN {before} IS NULL THEN '{ENTERED}' WHEN {after} IS NULL THEN '{EXITED}' ELSE '{MOVED}' END"
     return (
-        F.when(rewind, p).otherwise(d),
-        F.when(~rewind, p),
-        F.when(rewind, ps).otherwise(s),
-        F.when(~rewind, ps),
-    )
-
-
-def _change(dimension: str, before: Column, after: Column) -> Column:
-    event = F.when(before.isNull(), F.lit(ENTERED)).when(after.isNull(), F.lit(EXITED)).otherwise(F.lit(MOVED))
-    return F.when(
-        ~after.eqNullSafe(before),
-        F.struct(
-            F.lit(change_dimension(dimension)).alias("dimension"),
-            event.alias("event"),
-            before.alias("from_value"),
-            after.alias("to_value"),
-        ),
+        f"CASE WHEN {changed} THEN named_struct('dimension', {_str(change_dimension(dimension))}, 'event', {event},"
+        f" 'from_value', {before}, 'to_value', {after}) END"
     )
 
 
@@ -170,7 +175,6 @@ def next_state(
     state_df: DataFrame | None,
     dimensions: Sequence[str],
     as_of: dt.date,
-    run_id: str,
     *,
     carried: Sequence[str] = (),
     complete: bool = True,
@@ -189,64 +193,75 @@ def next_state(
         Every column of ``state_columns`` (plus any other column of the table), ``_changes`` (array of
         ``dimension, event, from_value, to_value``) and ``_in_source``: whether the row goes into the MERGE (it changed
         now, or an earlier run of this date touched it).
+
+    The expressions are SQL over named intermediate columns, step by step, so each rewound value is computed once per
+    row rather than repeated inside every expression that reads it (dozens of dimensions make large plans otherwise).
     """
-    today = F.lit(as_of).cast("date")
-    owned, carried = list(dict.fromkeys(dimensions)), [c for c in dict.fromkeys(carried) if c not in dimensions]
-    state = _conformed(state_df, current_df, [*owned, *carried])
+    today = f"DATE'{as_of.isoformat()}'"
+    owned = list(dict.fromkeys(dimensions))
+    others = [c for c in dict.fromkeys(carried) if c not in owned]
+    known = [*owned, *others]
+    passed = others if complete else []  # nulled when the customer leaves; in a partial update they pass through
+    state = _conformed(state_df, current_df, known)
     now = current_df.select(
         KEY, *[F.col(d).cast("string").alias(f"_now{i}") for i, d in enumerate(owned)], F.lit(True).alias("_present")
     )
     joined = now.join(state, KEY, "full") if complete else now.join(state.where(F.col(IS_CURRENT)), KEY, "inner")
+    extra = [c for c in state.columns if c not in state_columns(known)]
 
-    columns: dict[str, Column] = {}
-    changes: list[Column] = []
-    before_values = []
+    # 1. every value as it was before the date (a value taken on the date itself is put back)
+    rewound = []
     for i, d in enumerate(owned):
-        value, previous, since, previous_since = _rewound(d, F.coalesce(F.col(since_of(d)) == today, F.lit(False)))
-        after = F.col(f"_now{i}")
-        moved = ~after.eqNullSafe(value)
-        columns[d] = after
-        columns[previous_of(d)] = F.when(moved, value).otherwise(previous)
-        columns[since_of(d)] = F.when(moved, today).otherwise(since)
-        columns[previous_since_of(d)] = F.when(moved, since).otherwise(previous_since)
-        changes.append(_change(d, value, after))
-        before_values.append(value)
-
+        rewound += _rewound(d, f"coalesce({_q(since_of(d))} = {today}, false)", f"_o{i}")
+    for j, d in enumerate(passed):  # a carried value this date's leave nulled is put back too
+        rewind = f"coalesce({_q(since_of(d))} = {today}, false) AND coalesce({_q(LEFT_ON)} = {today}, false)"
+        rewound += _rewound(d, f"{rewind} AND {_q(d)} IS NULL", f"_c{j}")
+    step = joined.selectExpr("*", *rewound, *(["coalesce(_present, false) AS _is_present"] if complete else []))
+    # 2. what moved, who was there before
+    flags = [f"NOT (_now{i} <=> _o{i}v) AS _o{i}m" for i in range(len(owned))]
     if complete:
-        present = F.coalesce(F.col("_present"), F.lit(False))
-        # present before the date: any owned value (every exclusive rule set has a catch-all, so never all null)
-        was_present = F.lit(False)
-        for value in before_values:
-            was_present = was_present | value.isNotNull()
-        leaving = was_present & ~present
-        left_today = F.coalesce(F.col(LEFT_ON) == today, F.lit(False))
-        for d in carried:
-            # a carried value this date's leave already nulled is rewound like an owned one
-            rewind = F.coalesce(F.col(since_of(d)) == today, F.lit(False)) & left_today & F.col(d).isNull()
-            value, previous, since, previous_since = _rewound(d, rewind)
-            drop = leaving & value.isNotNull()
-            columns[d] = F.when(~drop, value)
-            columns[previous_of(d)] = F.when(drop, value).otherwise(previous)
-            columns[since_of(d)] = F.when(drop, today).otherwise(since)
-            columns[previous_since_of(d)] = F.when(drop, since).otherwise(previous_since)
-            changes.append(_change(d, value, columns[d]))
-        columns[IS_CURRENT] = present
-        columns[LEFT_ON] = F.when(present, F.lit(None).cast("date")).when(was_present, today).otherwise(F.col(LEFT_ON))
-
-    found = F.filter(F.array(*changes), lambda c: c.isNotNull()) if changes else F.array()
-    updated = joined.withColumns(columns).withColumn(CHANGES, found)
-    since_columns = [F.col(since_of(d)) for d in [*owned, *carried]]
-    latest = F.greatest(*since_columns) if len(since_columns) > 1 else since_columns[0]
-    touched = F.coalesce(F.col(CHANGED_ON) == today, F.lit(False))  # an earlier run of this date wrote the row
-    in_source = (F.size(CHANGES) > 0) | touched
-    extra = [c for c in state.columns if c not in state_columns([*owned, *carried])]
-    return updated.select(
-        *[F.col(c) for c in state_columns([*owned, *carried])[:-2]],
-        F.coalesce(latest, F.col(CHANGED_ON)).alias(CHANGED_ON),
-        F.when(in_source, F.lit(run_id)).otherwise(F.col(RUN_ID)).alias(RUN_ID),
-        *[F.col(c) for c in extra],
-        F.col(CHANGES),
-        in_source.alias("_in_source"),
+        flags.append("(" + " OR ".join(f"_o{i}v IS NOT NULL" for i in range(len(owned))) + ") AS _was_present")
+    step = step.selectExpr("*", *flags)
+    if complete:
+        step = step.selectExpr(
+            "*",
+            *[f"(_was_present AND NOT _is_present AND _c{j}v IS NOT NULL) AS _c{j}m" for j in range(len(passed))],
+        )
+    # 3. the next row and its changes
+    columns: dict[str, str] = {}
+    changes = []
+    for i, d in enumerate(owned):
+        m, v = f"_o{i}m", f"_o{i}v"
+        columns[d] = f"_now{i}"
+        columns[previous_of(d)] = f"CASE WHEN {m} THEN {v} ELSE _o{i}p END"
+        columns[since_of(d)] = f"CASE WHEN {m} THEN {today} ELSE _o{i}s END"
+        columns[previous_since_of(d)] = f"CASE WHEN {m} THEN _o{i}s ELSE _o{i}ps END"
+        changes.append(_change(d, m, v, f"_now{i}"))
+    for j, d in enumerate(passed):
+        m, v = f"_c{j}m", f"_c{j}v"
+        columns[d] = f"CASE WHEN {m} THEN NULL ELSE {v} END"
+        columns[previous_of(d)] = f"CASE WHEN {m} THEN {v} ELSE _c{j}p END"
+        columns[since_of(d)] = f"CASE WHEN {m} THEN {today} ELSE _c{j}s END"
+        columns[previous_since_of(d)] = f"CASE WHEN {m} THEN _c{j}s ELSE _c{j}ps END"
+        changes.append(_change(d, m, v, "CAST(NULL AS STRING)"))
+    if complete:
+        columns[IS_CURRENT] = "_is_present"
+        columns[LEFT_ON] = f"CASE WHEN _is_present THEN NULL WHEN _was_present THEN {today} ELSE {_q(LEFT_ON)} END"
+    step = step.selectExpr(
+        *[f"{columns[c]} AS {_q(c)}" if c in columns else _q(c) for c in state_columns(known)[:-1]],
+        _q(CHANGED_ON),
+        *[_q(c) for c in extra],
+        f"filter(array({', '.join(changes)}), c -> c IS NOT NULL) AS {CHANGES}",
+        f"coalesce({_q(CHANGED_ON)} = {today}, false) AS _touched",  # an earlier run of this date wrote the row
+    )
+    since = [_q(since_of(d)) for d in known]
+    latest = f"greatest({', '.join(since)})" if len(since) > 1 else since[0]
+    return step.selectExpr(
+        *[_q(c) for c in state_columns(known)[:-1]],
+        f"coalesce({latest}, {_q(CHANGED_ON)}) AS {CHANGED_ON}",
+        *[_q(c) for c in extra],
+        CHANGES,
+        f"(size({CHANGES}) > 0 OR _touched) AS _in_source",
     )
 
 
@@ -318,7 +333,6 @@ def state_from_snapshot(segments_df: DataFrame, audiences_df: DataFrame | None, 
             )
         ],
         F.lit(None).cast("date").alias(CHANGED_ON),
-        column(RUN_ID, "string"),
     )
 
 
