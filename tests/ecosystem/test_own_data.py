@@ -111,7 +111,7 @@ def test_profile_of_the_euro_table_suggests_a_conf_that_builds(spark, lake, conf
 
     out = capsys.readouterr().out
     assert code == EXIT_OK
-    assert "| missing_customer_id | 1 | 4.2% |" in out, out
+    assert "| guest_order | 1 | 4.2% |" in out, out
     assert "configured category 'electronics' never occurs" in (lake / "reports" / f"profile_{AS_OF}.md").read_text()
     assert (lake / "reports" / f"profile_{AS_OF}.html").exists()
     suggested = lake / "reports" / f"profile_{AS_OF}.yaml"

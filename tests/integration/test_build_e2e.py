@@ -56,7 +56,7 @@ def test_input_rows_are_valid_plus_rejected(built):
     assert result.valid_rows + rejected.num_rows == input_rows
     assert rejected.num_rows == result.rejected_rows > 0
     assert set(pc.unique(rejected["reject_reason"]).to_pylist()) >= {
-        "missing_customer_id",
+        "guest_order",
         "invalid_amount",
         "duplicate_order",
         "future_order_ts",

@@ -96,7 +96,7 @@ def scenario(spark, conf_dir, tmp_path_factory):
     out["checks_day3"] = io.tables.table_checks(spark, out["settings"].outputs.table_path("customer_segments"))
 
     out["versions_before_refusal"] = versions(spark, out["settings"])
-    removed = settings("features.windows_days=[60, 90, 180, 365]", "rfm.bins=3")
+    removed = settings("rfm.bins=3")  # back to the base configuration: the window, category and dimension go
     run, frames = frames_for(spark, removed, DAY3)
     with pytest.raises(ConfigError) as refused, run:
         run.check_schemas(frames)
@@ -158,7 +158,9 @@ def test_a_change_readers_cannot_follow_stops_before_any_write(scenario):
     assert message.startswith("the configuration no longer fits the existing output tables under ")
     assert "nothing was written" in message
     assert "customer_features: column 'orders_7d' (bigint) would no longer be written" in message
-    assert "customer_features: column 'amount_30d' (decimal(18,2)) would no longer be written" in message
+    assert "customer_features: column 'amount_7d' (decimal(18,2)) would no longer be written" in message
+    assert "customer_features: column 'category_share_toys' (double) would no longer be written" in message
+    assert "customer_segments: column 'spend_band' (string) would no longer be written" in message
     assert "restore the configuration that produced them, or write to new tables" in message
     assert scenario["versions_after_refusal"] == scenario["versions_before_refusal"]
     assert "customer_features: column 'frequency' would change type from bigint to double" in scenario["type_refusal"]

@@ -168,7 +168,7 @@ def test_recency_and_windows_do_not_depend_on_the_machine_or_session_time_zone(s
         ("d1", "non_numeric_amount"),
         ("e1", "unparseable_order_ts"),
         ("f1", "future_order_ts"),
-        ("n1", "missing_customer_id"),
+        ("n1", "guest_order"),
     ]
 
 

@@ -41,7 +41,7 @@ def test_amounts_use_the_latest_rate_on_or_before_the_order_day(spark):
             (order_row("e1", "c2", "2026-06-20T08:00:00", "3.33", currency="EUR"), None),  # 25.974 -> 25.97
             (order_row("g1", "c3", "2026-06-20T08:00:00", "5.00", currency="GBP"), None),  # no GBP rate at all
             (order_row("r1", "c3", "2026-06-20T08:00:00", "5.00", currency="CNY"), None),  # reporting: no rate needed
-            (order_row("x1", None, "2026-06-20T08:00:00", "-5.00", currency="USD"), "missing_customer_id"),
+            (order_row("x1", None, "2026-06-20T08:00:00", "-5.00", currency="USD"), "guest_order"),
         ],
     )
     result = currency.with_reporting_currency(tagged_df, fx_df, "CNY")
@@ -54,7 +54,7 @@ def test_amounts_use_the_latest_rate_on_or_before_the_order_day(spark):
             (order_row("e1", "c2", "2026-06-20T08:00:00", "25.97", currency="CNY"), None),
             (order_row("g1", "c3", "2026-06-20T08:00:00", "5.00", currency="GBP"), "missing_fx_rate"),
             (order_row("r1", "c3", "2026-06-20T08:00:00", "5.00", currency="CNY"), None),
-            (order_row("x1", None, "2026-06-20T08:00:00", "-5.00", currency="USD"), "missing_customer_id"),
+            (order_row("x1", None, "2026-06-20T08:00:00", "-5.00", currency="USD"), "guest_order"),
         ],
     )
     assertDataFrameEqual(result, expected)
@@ -105,5 +105,5 @@ def test_exclusions_match_channel_ids_and_unified_ids(spark, settings_for):
         ("o4", "excluded_customer"),
         ("o5", "excluded_customer"),
         ("o6", None),
-        ("o7", "missing_customer_id"),
+        ("o7", "guest_order"),
     ]
