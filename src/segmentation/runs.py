@@ -166,7 +166,7 @@ class JobRun:
             current = io.tables.table_checks(self.spark, path)
             contract = outputs.spec(table).constraints.resolved(self.settings.rfm.bins).for_columns(df.columns)
             for check in contract.checks:
-                if current.get(check.name, check.expression) != check.expression:
+                if not io.tables.same_check(current.get(check.name, check.expression), check.expression):
                     log.info("%s: CHECK %s changes to (%s)", table, check.name, check.expression)
         if problems:
             raise ConfigError(

@@ -145,8 +145,18 @@ def test_a_new_segment_dimension_adds_a_column_and_summary_rows(spark, scenario)
 
 
 def test_score_range_constraints_follow_the_number_of_bins(spark, scenario):
-    assert scenario["checks_day1"]["r_score_range"] == "r_score IS NULL OR (r_score >= 1 AND r_score <= 5)"
-    assert scenario["checks_day2"]["r_score_range"] == "r_score IS NULL OR (r_score >= 1 AND r_score <= 7)"
+    def spaced(expression):  # Delta re-spaces a constraint it stores through ALTER TABLE
+        return "".join(expression.split())
+
+    assert spaced(scenario["checks_day1"]["r_score_range"]) == spaced(
+        "r_score IS NULL OR (r_score >= 1 AND r_score <= 5)"
+    )
+    assert spaced(scenario["checks_day2"]["r_score_range"]) == spaced(
+        "r_score IS NULL OR (r_score >= 1 AND r_score <= 7)"
+    )
+    assert spaced(scenario["checks_day2"]["f_score_range"]) == spaced(
+        "f_score IS NULL OR (f_score >= 1 AND f_score <= 7)"
+    )
     # fewer bins later: earlier snapshots hold scores up to 7, so the wider range stays and still holds every row
     assert scenario["checks_day3"]["r_score_range"] == scenario["checks_day2"]["r_score_range"]
     scores = by_date(read(spark, scenario, "customer_segments"), "r_score")

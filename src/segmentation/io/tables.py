@@ -334,6 +334,11 @@ def table_checks(spark: SparkSession, path: str | Location) -> dict[str, str]:
     return {r["key"][len(prefix) :]: r["value"] for r in rows if r["key"].startswith(prefix)}
 
 
+def same_check(stored: str | None, expression: str) -> bool:
+    """Whether a stored CHECK expression is ``expression``: Delta re-spaces what ALTER TABLE ADD CONSTRAINT stores."""
+    return stored is not None and "".join(stored.split()) == "".join(expression.split())
+
+
 def update_checks(spark: SparkSession, path: str | Location, checks: Mapping[str, str], retries: int) -> None:
     """Add CHECK constraints the table lacks and replace those whose expression changed (DROP + ADD CONSTRAINT).
 
@@ -345,7 +350,7 @@ def update_checks(spark: SparkSession, path: str | Location, checks: Mapping[str
     current = table_checks(spark, loc)
     for name, expression in checks.items():
         old = current.get(name.lower(), current.get(name))
-        if old == expression:
+        if same_check(old, expression):
             continue
         if old is not None and loc.read(spark).where(f"NOT coalesce(({expression}), false)").limit(1).count():
             log.warning("%s: CHECK %s stays (%s): earlier rows do not satisfy (%s)", loc, name, old, expression)
