@@ -237,5 +237,6 @@ def test_an_unreadable_input_location_exits_3_naming_the_table_and_the_fix(spark
     path = make(spark, lake)
     assert build_cli(lake, path) == 3
     err = capsys.readouterr().err
-    assert err.startswith("input error: " + message.format(path=path)), err
+    errors = [line for line in err.splitlines() if line.startswith("input error: ")]
+    assert len(errors) == 1 and errors[0].startswith("input error: " + message.format(path=path)), err
     assert "Traceback" not in err and not (lake / "output").exists()
