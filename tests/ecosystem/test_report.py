@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-SECTIONS = ("sizes", "heatmap", "migration", "funnel", "scores", "audiences")
+SECTIONS = ("sizes", "heatmap", "migration", "changes", "funnel", "scores", "audiences")
 
 
 class _Page(HTMLParser):

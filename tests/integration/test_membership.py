@@ -358,7 +358,10 @@ def expected_changes(settings, before: dt.date | None, after: dt.date) -> list[t
         )
         arms = arms.pivot(index="customer_id", columns="campaign_id", values="arm")
         arms.columns = [membership.audience_column(c) for c in arms.columns]
-        return segments.merge(arms.reset_index(), on="customer_id", how="left")
+        # every dimension as a column, even an audience nobody is in on that date
+        return segments.merge(arms.reset_index(), on="customer_id", how="left").reindex(
+            columns=["customer_id", *dims.build]
+        )
 
     joined = wide(before).merge(wide(after), on="customer_id", how="outer", suffixes=("_from", "_to"))
     rows = []

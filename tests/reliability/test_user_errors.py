@@ -119,7 +119,7 @@ def test_a_rule_naming_an_unknown_column_is_one_screen_with_the_log_path(spark, 
 def test_a_missing_orders_table_is_an_input_error(spark, lake, conf_dir, capsys):
     assert main(command("build", lake, conf_dir)) == EXIT_INPUT
 
-    assert_one_screen(capsys.readouterr().err, "input error: no Delta table at", "inputs.*.path")
+    assert_one_screen(capsys.readouterr().err, "input error: orders table at", "does not exist: check inputs.orders")
     assert versions(spark, lake) == dict.fromkeys(OUTPUTS)
 
 
@@ -155,8 +155,12 @@ def test_profile_of_a_table_without_a_completed_sale_exits_3(spark, lake, conf_d
 
 @pytest.mark.slow
 def test_no_java_stack_trace_reaches_the_console_of_a_fresh_process(lake, conf_dir, orders, tmp_path):
-    """A new process starts its own JVM: Spark's log4j output and PySpark's error loggers go to the log file."""
-    _remove_a_data_file(lake)
+    """A new process starts its own JVM: Spark's log4j output and PySpark's error loggers go to the log file.
+
+    A data file overwritten with bytes that are not Parquet passes the up-front checks (it is listed and present) and
+    fails in the JVM when a stage reads it.
+    """
+    _remove_a_data_file(lake).write_bytes(b"not a parquet file")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     argv = command("build", lake, conf_dir)
     argv[argv.index("spark.jars_dir=null")] = f"spark.jars_dir={os.environ['SEGMENTATION_JARS_DIR']}"
@@ -172,6 +176,6 @@ def test_no_java_stack_trace_reaches_the_console_of_a_fresh_process(lake, conf_d
 
     assert done.returncode == EXIT_INPUT, done.stderr[-3000:]
     assert JAVA_FRAME not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert "a data file of an input table is missing" in done.stderr
+    assert "a data file of an input table is missing or unreadable" in done.stderr
     log_text = (lake / "logs" / f"segmentation_build_{AS_OF}.log").read_text()
     assert JAVA_FRAME in log_text, "the Java stack trace is kept in the log file"

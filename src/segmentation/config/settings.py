@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from segmentation.config.common import _Frozen, _source_of
 from segmentation.config.orders import GenerateSettings, QualitySettings
@@ -104,6 +104,9 @@ def _known_output_tables(tables: dict[str, str]) -> dict[str, str]:
 
 class Outputs(_Frozen):
     """Where the output tables live: folders under ``path``, or with ``schema`` set catalog tables by name."""
+
+    # ``schema`` by its alias in files, and by field name too, so a ``model_dump()`` validates back
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
 
     path: str | None = Field(default=None, description="Folder (or URI) of path-addressed output tables.")
     catalog: str | None = Field(

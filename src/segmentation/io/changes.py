@@ -58,13 +58,17 @@ def read_files(spark: SparkSession, ref: TableRef, version: int, names: frozense
     return df.where(F.col("_metadata.file_name").isin(sorted(names)))
 
 
-def latest_complete_run(spark: SparkSession, manifest_path: str, job: str) -> dict | None:
-    """The most recently finished complete run of ``job`` (any as-of date) as a dict, or None."""
+def latest_complete_run(spark: SparkSession, manifest_path: str, job: str, wrote: str | None = None) -> dict | None:
+    """The most recently finished complete run of ``job`` (any as-of date) as a dict, or None; with ``wrote``, the
+    latest one that wrote that table (a backfill build, for one, keeps the customer state as it was)."""
     runs = read_output(spark, manifest_path)
     if runs is None:
         return None
+    done = (F.col("job") == F.lit(job)) & (F.col("status") == F.lit(RUN_COMPLETE))
+    if wrote is not None:
+        done = done & F.map_contains_key("table_versions", F.lit(wrote))
     row = (
-        runs.where((F.col("job") == F.lit(job)) & (F.col("status") == F.lit(RUN_COMPLETE)))
+        runs.where(done)
         .orderBy(F.desc("finished_at"), F.desc("run_id"))
         .first()
     )

@@ -119,6 +119,12 @@ def build_frames(
         population_df = persist(scored_df)
         segments_df = segments.segments_snapshot(population_df, segment_output_columns(settings), run_id)
         info["previous_as_of"] = inputs.previous_as_of
+    if check is not None:  # before the membership step, which evaluates the campaign conditions
+        for name, rule_set in settings.tags.rule_sets.items():
+            check(population_df, f"tags.rule_sets.{name}", rule_set)
+        campaigns = [Rule(name=c.id, condition=c.condition) for c in settings.audiences.campaigns]
+        if campaigns:
+            check(population_df, "audiences.campaigns", RuleSet(kind="tags", rules=campaigns))
     with stage("membership"):
         dims = membership.dimensions_of(settings)
         rotation = settings.audiences.control_rotation_days
@@ -140,12 +146,6 @@ def build_frames(
         migration_df = monitoring.segment_migration(
             segments_df, inputs.previous_segments_df, list(dimensions), as_of, inputs.previous_as_of, run_id
         )
-    if check is not None:
-        for name, rule_set in settings.tags.rule_sets.items():
-            check(population_df, f"tags.rule_sets.{name}", rule_set)
-        campaigns = [Rule(name=c.id, condition=c.condition) for c in settings.audiences.campaigns]
-        if campaigns:
-            check(population_df, "audiences.campaigns", RuleSet(kind="tags", rules=campaigns))
     return {
         "orders_rejected": quality.rejected_orders(inputs.rejected_df, as_of, run_id),
         "customer_features": features_df,

@@ -50,9 +50,10 @@ def _fingerprint(run: JobRun, ingest_fp: str) -> str:
 
 
 def _previous(run: JobRun, ingested: Ingested) -> tuple[DataFrame, dict] | None:
-    """The state the last complete build recorded, with its commit metadata (as_of, orders_version, fp)."""
-    last = io.latest_complete_run(run.spark, run.settings.outputs.table_path("segment_runs"), "build")
-    version = None if last is None else (last["table_versions"] or {}).get(STATE_TABLE)
+    """The state the last complete build that wrote one recorded, with its commit metadata (as_of, orders_version,
+    fp); a backfill in between kept it."""
+    last = io.latest_complete_run(run.spark, run.settings.outputs.table_path("segment_runs"), "build", STATE_TABLE)
+    version = None if last is None else last["table_versions"][STATE_TABLE]
     if version is None:
         return None
     path = run.settings.outputs.table_path(STATE_TABLE)
