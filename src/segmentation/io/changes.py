@@ -67,11 +67,7 @@ def latest_complete_run(spark: SparkSession, manifest_path: str, job: str, wrote
     done = (F.col("job") == F.lit(job)) & (F.col("status") == F.lit(RUN_COMPLETE))
     if wrote is not None:
         done = done & F.map_contains_key("table_versions", F.lit(wrote))
-    row = (
-        runs.where(done)
-        .orderBy(F.desc("finished_at"), F.desc("run_id"))
-        .first()
-    )
+    row = runs.where(done).orderBy(F.desc("finished_at"), F.desc("run_id")).first()
     return None if row is None else row.asDict(recursive=True)
 
 
