@@ -171,6 +171,9 @@ def test_what_cannot_be_applied_incrementally_reingests_with_its_reason(spark, l
     run = JobRun(spark, inc, "build", as_of)
     assert ingest.ingest(run, full_refresh=True).mode == "full"
     run.release()
+    # Built after all three changes: the daily lake re-ingests (the last reason it finds) and equals the full rebuild.
+    rebuilt = _step(spark, lakes, as_of)
+    assert rebuilt.mode == "full" and rebuilt.state.startswith("aggregated")
 
 
 def test_backfills_equal_builds_on_the_history_cut_at_their_date(spark, conf_dir, tmp_path_factory):
