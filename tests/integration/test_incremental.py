@@ -19,7 +19,7 @@ from segmentation import io, pipelines
 from segmentation.pipelines.build import BUILD_TABLES
 from tests.conftest import ORDER_COLUMNS, order_row
 
-pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e]
+pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 IGNORED = ("run_id", "ingested_version")
 D1 = dt.date(2026, 6, 30)

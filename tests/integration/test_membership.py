@@ -20,7 +20,7 @@ from deltalake import DeltaTable, QueryBuilder
 from segmentation import io, outputs
 from segmentation.transforms import membership
 
-pytestmark = [pytest.mark.spark, pytest.mark.delta]
+pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 D1, D2 = dt.date(2026, 6, 23), dt.date(2026, 6, 30)

@@ -11,7 +11,7 @@ from segmentation import pipelines
 from segmentation.config import Settings
 from tests.conftest import order_row
 
-pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 D1, D2 = dt.date(2026, 5, 31), dt.date(2026, 6, 30)
 

@@ -25,7 +25,14 @@ from segmentation.pipelines import common
 from segmentation.runs import JobRun
 from segmentation.transforms import segments
 
-pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.mlflow, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.delta,
+    pytest.mark.mlflow,
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+]
 
 AS_OF = dt.date(2026, 6, 30)
 WEAK_CHURN = ("models.churn.max_iter=1", "models.churn.max_depth=1")
