@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyspark.sql.functions as F
 from pyspark.sql import SparkSession
 
 from segmentation import io
 from segmentation.config import Settings
 from segmentation.runs import JobRun, StageListener
 
-REPORT_TABLES = ("customer_segments", "segment_summary", "segment_migration", "campaign_audiences")
+REPORT_TABLES = ("customer_segments", "segment_summary", "segment_migration", "campaign_audiences", "segment_changes")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def run_report(
             previous_segments_df=io.read_output(spark, segments_path, previous) if previous else None,
             migration_df=io.read_output(spark, out.table_path("segment_migration"), as_of),
             audiences_df=io.read_output(spark, out.table_path("campaign_audiences"), as_of),
+            changes_df=_week_of_changes(spark, out.table_path("segment_changes"), as_of),
             table_versions=versions,
         )
         with run.stage("report") as info:
@@ -56,3 +58,11 @@ def run_report(
         path = io.write_text(str(Path(out.report_dir) / f"segmentation_{as_of}.html"), html)
         run.message = f"report: {path}"
     return ReportResult(path, previous, unavailable)
+
+
+def _week_of_changes(spark: SparkSession, path: str, as_of: dt.date):
+    """The ``segment_changes`` of the seven days up to ``as_of`` (partition-pruned), or None before the first build."""
+    changes_df = io.read_output(spark, path)
+    if changes_df is None:
+        return None
+    return changes_df.where(F.col("as_of_date").between(F.lit(as_of - dt.timedelta(days=6)), F.lit(as_of)))
