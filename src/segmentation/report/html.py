@@ -111,7 +111,7 @@ def changes_section(inputs: ReportInputs, dimension: str, order: Sequence[str], 
     )
     rows = [] if inputs.changes_df is None else entries_and_exits(inputs.changes_df, dimension, start, inputs.as_of)
     if not rows:
-        return _unavailable("changes", title, about, "no segment_changes in the week")
+        return _unavailable("changes", title, about, f"no {dimension} changes in segment_changes for the week")
     rows = sorted(rows, key=lambda r: order.index(r["segment"]) if r["segment"] in order else len(order))
     table = _table(
         ["segment", "entered", "of which new", "exited", "of which gone", "net"],
