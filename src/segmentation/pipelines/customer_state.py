@@ -53,9 +53,9 @@ def _previous(run: JobRun, ingested: Ingested) -> tuple[DataFrame, dict] | None:
     """The state the last complete build that wrote one recorded, with its commit metadata (as_of, orders_version,
     fp); a backfill in between kept it."""
     last = io.latest_complete_run(run.spark, run.settings.outputs.table_path("segment_runs"), "build", STATE_TABLE)
-    version = None if last is None else last["table_versions"][STATE_TABLE]
-    if version is None:
+    if last is None:
         return None
+    version = last["table_versions"][STATE_TABLE]
     path = run.settings.outputs.table_path(STATE_TABLE)
     meta = io.commit_metadata(run.spark, path, version)
     if not meta:

@@ -61,8 +61,10 @@ def run_report(
 
 
 def _week_of_changes(spark: SparkSession, path: str, as_of: dt.date):
-    """The ``segment_changes`` of the seven days up to ``as_of`` (partition-pruned), or None before the first build."""
+    """The ``segment_changes`` of the report's week (partition-pruned), or None before the first build."""
+    from segmentation.report.inputs import week_start
+
     changes_df = io.read_output(spark, path)
     if changes_df is None:
         return None
-    return changes_df.where(F.col("as_of_date").between(F.lit(as_of - dt.timedelta(days=6)), F.lit(as_of)))
+    return changes_df.where(F.col("as_of_date").between(F.lit(week_start(as_of)), F.lit(as_of)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from segmentation.report.aggregates import (
     rf_cells,
     segment_sizes,
 )
-from segmentation.report.inputs import ReportInputs
+from segmentation.report.inputs import ReportInputs, week_start
 from segmentation.report.plots import (
     Labels,
     Panel,
@@ -103,7 +102,7 @@ def segments_section(
 
 def changes_section(inputs: ReportInputs, dimension: str, order: Sequence[str], label) -> Section:
     """The week's entries and exits per segment (``segment_changes``), next to the migration matrix."""
-    start = inputs.as_of - dt.timedelta(days=6)
+    start = week_start(inputs.as_of)
     title = "Entries and exits this week"
     about = (
         f"Customers who entered or left each segment between {start} and {inputs.as_of} (segment_changes): a move "

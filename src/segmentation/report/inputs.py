@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame
 
+WEEK_DAYS = 7  # the entries-and-exits section covers the as-of date and the six days before it
+
+
+def week_start(as_of: dt.date) -> dt.date:
+    """The first day of the week of changes the report shows for ``as_of``."""
+    return as_of - dt.timedelta(days=WEEK_DAYS - 1)
+
 
 @dataclass(frozen=True)
 class ReportInputs:
@@ -19,5 +26,5 @@ class ReportInputs:
     previous_segments_df: DataFrame | None = None
     migration_df: DataFrame | None = None
     audiences_df: DataFrame | None = None
-    changes_df: DataFrame | None = None  # segment_changes (at least the week up to as_of)
+    changes_df: DataFrame | None = None  # segment_changes (at least ``week_start(as_of)`` to as_of)
     table_versions: Mapping[str, int | None] = field(default_factory=dict)
