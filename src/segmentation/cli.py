@@ -116,13 +116,12 @@ def cmd_build(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
 def _print_segment_sizes(spark, settings: Settings, as_of: dt.date) -> None:
     import pyspark.sql.functions as F
 
-    summary = (
-        spark.read.format("delta")
-        .load(settings.outputs.table_path("segment_summary"))
-        .where((F.col("as_of_date") == F.lit(as_of)) & (F.col("dimension") == "rfm_segment"))
-        .orderBy(F.desc("customers"))
-        .collect()
-    )
+    from segmentation import io
+
+    summary_df = io.read_output(spark, settings.outputs.table_path("segment_summary"), as_of)
+    if summary_df is None:
+        return
+    summary = summary_df.where(F.col("dimension") == "rfm_segment").orderBy(F.desc("customers")).collect()
     print("\nrfm_segment                      customers   share  revenue share")
     for row in summary:
         label = f"{row['segment']} ({row['display_name_zh'] or ''})"
@@ -138,13 +137,10 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings, as_of: dt.date) -
     result = run_evaluate(spark, settings, as_of)
     print(f"as-of {result.as_of}  run {result.run_id}")
     print(f"uplift: {result.path}  (version {result.version})")
-    rows = (
-        spark.read.format("delta")
-        .load(result.path)
-        .where((F.col("as_of_date") == F.lit(as_of)) & (F.col("dimension") == "all"))
-        .orderBy("campaign_id")
-        .collect()
-    )
+    from segmentation import io
+
+    uplift_df = io.read_output(spark, result.path, as_of)
+    rows = [] if uplift_df is None else uplift_df.where(F.col("dimension") == "all").orderBy("campaign_id").collect()
     print("\ncampaign                          treated  control  conversion uplift [95% CI]   revenue/customer uplift")
     for row in rows:
         print(
