@@ -196,6 +196,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
         naive_max_size=args.naive_max_size,
         skew_base=args.skew_base,
         clv_customers=args.clv_customers,
+        membership_customers=args.membership_customers,
         warmup_size=args.warmup_size,
         doc=args.doc,
         command=command,
@@ -214,6 +215,9 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--naive-max-size", type=int, help="skip the naive reference above this many orders")
     parser.add_argument("--skew-base", type=int, help="also run the skew scenario on this size (+1M orders)")
     parser.add_argument("--clv-customers", type=_int_list, default=[], help="customer counts for the CLV fit timing")
+    parser.add_argument(
+        "--membership-customers", type=_int_list, default=[], help="customer counts for the membership MERGE timing"
+    )
     parser.add_argument("--warmup-size", type=int, help="run one unmeasured build on this many orders first")
     parser.add_argument("--doc", default="docs/benchmarks.md", help="Markdown report to write (empty: none)")
 

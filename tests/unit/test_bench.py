@@ -156,6 +156,33 @@ def test_clv_timing_fits_the_same_parameters_on_patterns_as_on_customers():
     assert row["max_rel_param_diff"] < 1e-5
 
 
+@pytest.fixture(scope="module")
+def membership_row(spark, conf_dir, tmp_path_factory) -> dict:
+    """The membership MERGE measurement on 1,500 customers with the shipped configuration's dimensions (copy-on-write,
+    the same MERGE on a table without deletion vectors, left out)."""
+    from segmentation.bench.membership import measure_membership_merge
+    from segmentation.config import load_settings
+    from segmentation.transforms.membership import dimensions_of
+
+    dims = dimensions_of(load_settings([conf_dir / "local.yaml"])).all
+    root = tmp_path_factory.mktemp("membership")
+    return measure_membership_merge(spark, root, 1_500, 0.1, dimensions=dims, files=2, copy_on_write=False)
+
+
+@pytest.mark.spark
+@pytest.mark.delta
+def test_membership_merge_measurement_writes_only_the_changed_rows_and_compares_whole_rewrites(membership_row):
+    m = membership_row
+    assert m["dimensions"] >= 10 and 100 < m["changed"] < 200  # 10% of 1,500 by a hash of the id
+    dv = m["merge_deletion_vectors"]
+    # The MERGE with deletion vectors writes exactly the changed customers and copies nothing.
+    assert dv["rows_changed"] == dv["rows_written"] == m["changed"] and dv["rows_copied"] == 0
+    assert dv["files_removed"] == 0 and "merge_copy_on_write" not in m
+    assert m["state_overwrite"]["rows_written"] == m["snapshot_slice"]["rows_written"] == m["customers"]
+    assert all(m[k]["seconds"] > 0 for k in ("merge_deletion_vectors", "state_overwrite", "snapshot_slice"))
+    assert 0 < dv["merge_s"] <= dv["seconds"]
+
+
 def _size_row(orders: int, build_s: float, duckdb_s: float, naive_s: float | None) -> dict:
     """One size's results as ``run`` records them, from hand-made measurements."""
     from segmentation.bench.measure import RunResult
@@ -175,7 +202,7 @@ def _size_row(orders: int, build_s: float, duckdb_s: float, naive_s: float | Non
     return _size_dict(size, session_start_s=5.0)
 
 
-def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produces(tmp_path):
+def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produces(tmp_path, membership_row):
     from segmentation.bench import targets as bench_targets
 
     loaded = bench.load_targets()
@@ -188,6 +215,11 @@ def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produc
         "driver_memory": "4g",
         "sizes": [_size_row(n, build_s=n / 1e5, duckdb_s=n / 5e5, naive_s=n / 2e4) for n in orders],
         "clv": [{**clv_row, "customers": t.at} for t in loaded if bench_targets.METRICS[t.metric].scope == "clv"],
+        "membership": [
+            {**membership_row, "customers": t.at}
+            for t in loaded
+            if bench_targets.METRICS[t.metric].scope == "membership"
+        ],
     }
     outcomes = bench_targets.evaluate_all(results, loaded)
     assert [o.met is not None and o.value is not None for o in outcomes] == [True] * len(loaded), outcomes
@@ -197,7 +229,12 @@ def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produc
     assert by_metric["naive_over_build"].value == pytest.approx(5.0) and by_metric["naive_over_build"].met
     assert by_metric["build_job_s"].value == pytest.approx(5.0)  # 100M over 20M: 1,000 s / 200 s
     assert by_metric["driver_memory_gb"].value == 4.0 and by_metric["driver_memory_gb"].met
+    merge = by_metric["membership_merge_over_slice"]
+    assert merge.value == pytest.approx(
+        membership_row["merge_deletion_vectors"]["seconds"] / membership_row["snapshot_slice"]["seconds"]
+    )
     report = bench.render({**results, "machine": _machine(), "as_of": str(AS_OF), "command": "test"})
+    assert "## Membership MERGE" in report and "MERGE, deletion vectors (shipped)" in report
     targets_section = report.split("## Targets", 1)[1]
     assert all(f"| {t.name} |" in targets_section for t in loaded)
     # Without the 100M size a target says it was not measured instead of failing.

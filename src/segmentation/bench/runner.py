@@ -167,6 +167,9 @@ def bench_skew(spark, conf_files, overrides, root: Path, as_of: dt.date, pid: in
     }
 
 
+MEMBERSHIP_CHANGED = 0.03  # share of customers whose segment moves between the two weeks of the MERGE measurement
+
+
 def run(
     conf_files: Sequence[str],
     overrides: Sequence[str],
@@ -177,6 +180,7 @@ def run(
     naive_max_size: int | None = None,
     skew_base: int | None = None,
     clv_customers: Sequence[int] = (),
+    membership_customers: Sequence[int] = (),
     warmup_size: int | None = None,
     doc: str | None = "docs/benchmarks.md",
     command: str = "",
@@ -220,6 +224,16 @@ def run(
             _save(root_path, results, doc)
         if skew_base:
             results["skew"] = bench_skew(spark, conf_files, overrides, root_path, as_of, pid, skew_base)
+            _save(root_path, results, doc)
+        if membership_customers:
+            from segmentation.bench.membership import measure_membership_merge
+            from segmentation.transforms.membership import dimensions_of
+
+            dimensions = dimensions_of(first).all
+            results["membership"] = [
+                measure_membership_merge(spark, root_path / "membership", n, MEMBERSHIP_CHANGED, dimensions=dimensions)
+                for n in membership_customers
+            ]
             _save(root_path, results, doc)
         results["jvm_peak_rss_mb_overall"] = peak_rss_mb(pid)
     finally:

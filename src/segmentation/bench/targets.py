@@ -22,7 +22,8 @@ COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
 }
 SYMBOLS = {"<": "<", "<=": "≤", ">": ">", ">=": "≥"}
-SCOPES = {"size": ("sizes", "orders"), "clv": ("clv", "customers")}  # results key holding the rows, row key of `at`
+# results key holding the rows, row key of `at`
+SCOPES = {"size": ("sizes", "orders"), "clv": ("clv", "customers"), "membership": ("membership", "customers")}
 
 Row = Mapping[str, Any]
 
@@ -91,6 +92,15 @@ METRICS: dict[str, Metric] = {
     "clv_collapsed_fit_s": Metric("clv", lambda r, c: c["collapsed_fit_s"], _seconds, detail=_resolution),
     "clv_speedup": Metric("clv", lambda r, c: c["speedup"], lambda v: f"{v:.1f}×", detail=_resolution),
     "clv_max_rel_param_diff": Metric("clv", lambda r, c: c["max_rel_param_diff"], lambda v: f"{v:.1e}"),
+    "membership_merge_over_slice": Metric(
+        "membership",
+        lambda r, m: _div(m["merge_deletion_vectors"]["seconds"], m["snapshot_slice"]["seconds"]),
+        _times,
+        detail=lambda r, m: (
+            f" ({m['merge_deletion_vectors']['seconds']:.1f} s for {m['merge_deletion_vectors']['rows_written']:,}"
+            f" rows vs {m['snapshot_slice']['seconds']:.1f} s for {m['snapshot_slice']['rows_written']:,})"
+        ),
+    ),
 }
 
 
