@@ -29,6 +29,9 @@ E[X(t)] (FHL 2005 eq. 9) is the same expression with x = 0, T = 0 and P(alive) =
 All times (t_x, T, t, horizons) are in one model time unit ("period"); :func:`to_unit` converts day counts. Nothing
 here knows a business horizon or discount rate: they are arguments.
 
+:mod:`.pareto` (Pareto/NBD: drop-out at any time) and :mod:`.mbgnbd` (MBG/NBD: drop-out also at the first purchase)
+fit the other candidate purchase families on the same weighted patterns.
+
 References:
     Fader, Hardie & Lee (2005), "Counting your customers the easy way: an alternative to the Pareto/NBD model",
     Marketing Science 24(2). Fader, Hardie & Lee (2008), "Computing P(alive) using the BG/NBD model".
@@ -54,6 +57,7 @@ from segmentation.models.clv.likelihood import (
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
 )
+from segmentation.models.clv.mbgnbd import MbgNbdFit, MbgNbdParams, fit_mbgnbd, mbgnbd_log_likelihood, mbgnbd_p_alive
 from segmentation.models.clv.params import (
     BgNbdFit,
     BgNbdParams,
@@ -62,6 +66,7 @@ from segmentation.models.clv.params import (
     GammaGammaParams,
     to_unit,
 )
+from segmentation.models.clv.pareto import ParetoNbdFit, ParetoNbdParams, fit_pareto_nbd, pareto_nbd_log_likelihood
 from segmentation.models.clv.patterns import collapse_patterns
 
 __all__ = [
@@ -70,6 +75,10 @@ __all__ = [
     "FitDiagnostics",
     "GammaGammaFit",
     "GammaGammaParams",
+    "MbgNbdFit",
+    "MbgNbdParams",
+    "ParetoNbdFit",
+    "ParetoNbdParams",
     "bgnbd_log_likelihood",
     "clv_col",
     "collapse_patterns",
@@ -80,9 +89,14 @@ __all__ = [
     "expected_spend_col",
     "fit_bgnbd",
     "fit_gamma_gamma",
+    "fit_mbgnbd",
+    "fit_pareto_nbd",
     "gamma_gamma_log_likelihood",
+    "mbgnbd_log_likelihood",
+    "mbgnbd_p_alive",
     "p_alive",
     "p_alive_col",
+    "pareto_nbd_log_likelihood",
     "to_unit",
     "unconditional_expected_purchases",
 ]

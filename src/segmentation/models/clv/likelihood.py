@@ -74,6 +74,18 @@ def _gamma_gamma_loglik_and_grad(
     return float(w @ ll), grad
 
 
+def _numeric_gradient(loglik: Callable[[np.ndarray], float], log_params: np.ndarray) -> tuple[float, np.ndarray]:
+    """A log-likelihood and its gradient by central differences in log-parameter space (step 1e-5), for families
+    whose analytic gradient is not worth its code (a few evaluations per step on collapsed patterns)."""
+    step = 1e-5
+    grad = np.empty_like(log_params)
+    for i in range(log_params.shape[0]):
+        shift = np.zeros_like(log_params)
+        shift[i] = step
+        grad[i] = (loglik(log_params + shift) - loglik(log_params - shift)) / (2 * step)
+    return loglik(log_params), grad
+
+
 def _maximise(
     loglik_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
     start: np.ndarray,
