@@ -61,3 +61,11 @@ def test_pareto_nbd_refuses_data_without_repeat_purchases() -> None:
         fit_pareto_nbd([0, 0, 0], [0, 0, 0], [5.0, 6.0, 7.0])
     with pytest.raises(ValueError, match="t_x must lie in"):
         fit_pareto_nbd([1, 2], [3.0, 9.0], [5.0, 6.0])
+
+
+def test_pareto_nbd_p_alive_matches_the_reference_implementation() -> None:
+    # lifetimes 0.11.3's ParetoNBDFitter on the same data: its parameters and conditional_probability_alive.
+    params = ParetoNbdParams(r=0.553271, alpha=10.577742, s=0.606237, beta=11.668724)
+    got = clv.pareto_nbd_p_alive(params, [0, 2, 10], [0.0, 30.43, 20.0], [38.86, 38.86, 38.86])
+    np.testing.assert_allclose(got, [0.295099, 0.869116, 0.082761], atol=5e-6)
+    assert clv.pareto_nbd_p_alive(params, [3], [10.0], [10.0])[0] == 1.0  # bought at the end of the window

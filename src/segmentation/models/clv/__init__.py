@@ -66,7 +66,13 @@ from segmentation.models.clv.params import (
     GammaGammaParams,
     to_unit,
 )
-from segmentation.models.clv.pareto import ParetoNbdFit, ParetoNbdParams, fit_pareto_nbd, pareto_nbd_log_likelihood
+from segmentation.models.clv.pareto import (
+    ParetoNbdFit,
+    ParetoNbdParams,
+    fit_pareto_nbd,
+    pareto_nbd_log_likelihood,
+    pareto_nbd_p_alive,
+)
 from segmentation.models.clv.patterns import collapse_patterns
 
 __all__ = [
@@ -97,6 +103,7 @@ __all__ = [
     "p_alive",
     "p_alive_col",
     "pareto_nbd_log_likelihood",
+    "pareto_nbd_p_alive",
     "to_unit",
     "unconditional_expected_purchases",
 ]

@@ -81,9 +81,9 @@ def _pareto_nbd_loglik(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, a
     r, alpha, s, beta = (float(v) for v in np.exp(log_params))
     common = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
     alive = -(r + x) * np.log(alpha + age) - s * np.log(beta + age)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # 2F1 overflows far out of the parameter space: the maximiser steps back
         died = np.log(s) - np.log(r + s + x) + _log_a0(r, alpha, s, beta, x, t_x, age)
-    ll = common + np.logaddexp(alive, np.where(t_x < age, died, -np.inf))
+        ll = common + np.logaddexp(alive, np.where(t_x < age, died, -np.inf))
     return float(w @ ll)
 
 
@@ -148,3 +148,19 @@ def fit_pareto_nbd(
     r, alpha, s, beta = (float(v) for v in np.exp(theta))
     diagnostics = FitDiagnostics(ll, total_weight, int(x_.shape[0]), converged, iterations, g_norm, message)
     return ParetoNbdFit(ParetoNbdParams(r=r, alpha=alpha, s=s, beta=beta), diagnostics)
+
+
+def pareto_nbd_p_alive(
+    params: ParetoNbdParams,
+    x: npt.ArrayLike,
+    t_x: npt.ArrayLike,
+    T: npt.ArrayLike,  # noqa: N803 - T is the literature's name for the customer's age
+) -> np.ndarray:
+    """P(alive at T | x, t_x, T) = 1 / (1 + s / (r+s+x) * (alpha+T)^(r+x) * (beta+T)^s * A0) (Fader & Hardie 2005,
+    eq. 18), with ``A0`` in logs; below 1 also for customers without a repeat purchase."""
+    x_, t_x_, age = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (x, t_x, T))
+    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_a0 = _log_a0(r, alpha, s, beta, x_, t_x_, age)
+    log_odds_dead = np.log(s) - np.log(r + s + x_) + (r + x_) * np.log(alpha + age) + s * np.log(beta + age) + log_a0
+    return np.where(t_x_ < age, 1.0 / (1.0 + np.exp(log_odds_dead)), 1.0)
