@@ -86,6 +86,17 @@ def _numeric_gradient(loglik: Callable[[np.ndarray], float], log_params: np.ndar
     return loglik(log_params), grad
 
 
+def _fit_numeric(
+    loglik: Callable[[np.ndarray], float], start: np.ndarray, total_weight: float, n_patterns: int, max_iterations: int
+) -> tuple[tuple[float, ...], FitDiagnostics]:
+    """Maximise ``loglik`` of log-parameters by a central-difference gradient: the parameters and diagnostics."""
+    theta, ll, converged, iterations, g_norm, message = _maximise(
+        lambda th: _numeric_gradient(loglik, th), start, total_weight, max_iterations
+    )
+    diagnostics = FitDiagnostics(ll, total_weight, n_patterns, converged, iterations, g_norm, message)
+    return tuple(float(v) for v in np.exp(theta)), diagnostics
+
+
 def _maximise(
     loglik_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
     start: np.ndarray,

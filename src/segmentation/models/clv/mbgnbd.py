@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import betaln, gammaln
 
-from segmentation.models.clv.likelihood import _maximise, _numeric_gradient
+from segmentation.models.clv.likelihood import _fit_numeric
 from segmentation.models.clv.params import FitDiagnostics, _check_positive
 from segmentation.models.clv.pareto import _checked
 from segmentation.models.clv.patterns import _weights
@@ -92,14 +92,9 @@ def fit_mbgnbd(
     if initial_params is None:
         initial_params = MbgNbdParams(r=1.0, alpha=exposure / purchases, a=1.0, b=1.0)
     start = np.log([initial_params.r, initial_params.alpha, initial_params.a, initial_params.b])
-    theta, ll, converged, iterations, g_norm, message = _maximise(
-        lambda th: _numeric_gradient(lambda t: _mbgnbd_loglik(t, x_, t_x_, age, w), th),
-        start,
-        total_weight,
-        max_iterations,
+    (r, alpha, a, b), diagnostics = _fit_numeric(
+        lambda th: _mbgnbd_loglik(th, x_, t_x_, age, w), start, total_weight, int(x_.shape[0]), max_iterations
     )
-    r, alpha, a, b = (float(v) for v in np.exp(theta))
-    diagnostics = FitDiagnostics(ll, total_weight, int(x_.shape[0]), converged, iterations, g_norm, message)
     return MbgNbdFit(MbgNbdParams(r=r, alpha=alpha, a=a, b=b), diagnostics)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import gammaln, hyp2f1
 
-from segmentation.models.clv.likelihood import _maximise, _numeric_gradient
+from segmentation.models.clv.likelihood import _fit_numeric
 from segmentation.models.clv.params import FitDiagnostics, _check_positive
 from segmentation.models.clv.patterns import _as_1d, _check_frequency, _weights
 
@@ -139,14 +139,9 @@ def fit_pareto_nbd(
         scale = exposure / total_weight  # start both rates at the time scale of the data, whatever the unit
         initial_params = ParetoNbdParams(r=1.0, alpha=exposure / purchases, s=1.0, beta=scale)
     start = np.log([initial_params.r, initial_params.alpha, initial_params.s, initial_params.beta])
-    theta, ll, converged, iterations, g_norm, message = _maximise(
-        lambda th: _numeric_gradient(lambda t: _pareto_nbd_loglik(t, x_, t_x_, age, w), th),
-        start,
-        total_weight,
-        max_iterations,
+    (r, alpha, s, beta), diagnostics = _fit_numeric(
+        lambda th: _pareto_nbd_loglik(th, x_, t_x_, age, w), start, total_weight, int(x_.shape[0]), max_iterations
     )
-    r, alpha, s, beta = (float(v) for v in np.exp(theta))
-    diagnostics = FitDiagnostics(ll, total_weight, int(x_.shape[0]), converged, iterations, g_norm, message)
     return ParetoNbdFit(ParetoNbdParams(r=r, alpha=alpha, s=s, beta=beta), diagnostics)
 
 
