@@ -242,7 +242,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
             if p.champion_version
             else "no champion yet"
         )
-        verdict = "-> @champion" if p.promoted else "(champion unchanged)"
+        verdict = (
+            "-> @champion"
+            if p.promoted
+            else f"(guarded: {', '.join(p.guards)}; champion unchanged, see the log)"
+            if p.guarded
+            else "(champion unchanged)"
+        )
         print(f"{p.registered_model} v{p.version}: {p.metric}={p.challenger_value:.4f} vs {against} {verdict}")
     return EXIT_OK
 

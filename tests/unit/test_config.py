@@ -67,14 +67,22 @@ def test_malformed_yaml_names_line(conf_dir, tmp_path):
         load_settings([conf_dir / "local.yaml", bad])
 
 
+def test_guard_limits_come_from_base_and_a_silent_window_inside_the_active_one_is_refused(conf_dir):
+    guards = load_settings([conf_dir / "local.yaml"]).models.clv.guards
+    assert guards.silent_days > guards.active_days and 0 < guards.min_dropout < 1
+    with pytest.raises(ConfigError, match=r"<command line>: models\.clv\.guards.*silent_days \(20\) must be greater"):
+        load_settings([conf_dir / "local.yaml"], ["models.clv.guards.silent_days=20"])
+
+
 @pytest.mark.parametrize(
     ("layer", "section", "key"),
     [
         ("base.yaml", ("models", "clv"), "holdout_days"),
+        ("base.yaml", ("models", "churn", "guards"), "max_loss_to_baseline"),
         ("base.yaml", (), "monitoring"),
         ("local.yaml", ("inputs", "orders"), "path"),
     ],
-    ids=["business-default", "whole-section", "environment-key"],
+    ids=["business-default", "guard-limit", "whole-section", "environment-key"],
 )
 def test_missing_required_key_names_the_file_that_holds_its_section(conf_dir, tmp_path, layer, section, key):
     # Business defaults live only in base.yaml: a key removed from it is an error, never a silent pydantic default.

@@ -33,7 +33,9 @@ def test_signature_from_type_and_column_pairs():
     assert [(c["type"], c["name"]) for c in signature.outputs.to_dict()] == [("double", "clv")]
 
 
-def _log(family: clv_model.ClvFamily, mae: float, champion: tuple[str, float] | None) -> tracking.RunRecord:
+def _log(
+    family: clv_model.ClvFamily, mae: float, champion: tuple[str, float] | None, guards: dict[str, str] | None = None
+) -> tracking.RunRecord:
     fitted = clv_model.ClvFitted(model=MODEL, fit=None)  # log reads the model only
     return tracking.log_training_run(
         run_name="clv test",
@@ -48,6 +50,7 @@ def _log(family: clv_model.ClvFamily, mae: float, champion: tuple[str, float] | 
         greater_is_better=False,
         min_improvement=0.0,
         champion=champion,
+        guards=guards,
     )
 
 
@@ -85,3 +88,27 @@ def test_champion_alias_moves_only_on_improvement(tmp_path, settings_for):
         MODEL.bgnbd, MODEL.gamma_gamma, 2, 30, 38, 30.0, 365 / 7, 1.1 ** (7 / 365) - 1, 30 / 7
     )
     assert out["clv"].iloc[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_guarded_version_is_registered_and_tagged_but_never_takes_the_alias(tmp_path, settings_for):
+    import mlflow
+
+    family = clv_model.ClvFamily(settings_for())
+    tracking.configure(MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="t"))
+    first = _log(family, 0.50, None)
+    guards = {"degenerate_dropout": "implied drop-out probability 4e-11 < 0.001", "not_converged": "gradient 0.3"}
+    guarded = _log(family, 0.10, ("1", 0.50), guards)  # far better on the holdout, and still refused
+    assert (guarded.promotion.version, guarded.promotion.promoted) == ("2", False)
+    assert guarded.promotion.guards == ("degenerate_dropout", "not_converged") and guarded.promotion.guarded
+    assert tracking.champion_version(NAME) == first.promotion.version == "1"
+
+    tags = mlflow.get_run(guarded.run_id).data.tags
+    assert {k: v for k, v in tags.items() if k.startswith("guard")} == {
+        "guarded": "true",
+        "guard.degenerate_dropout": "implied drop-out probability 4e-11 < 0.001",
+        "guard.not_converged": "gradient 0.3",
+    }
+    assert (tags["promoted"], tags["beats_champion"]) == ("false", "true")
+    version = mlflow.MlflowClient().get_model_version(NAME, "2")
+    assert version.tags == {"promoted": "false", "guarded": "true", "guard_reasons": "degenerate_dropout,not_converged"}
+    assert mlflow.get_run(first.run_id).data.tags["guarded"] == "false"

@@ -38,8 +38,10 @@ from segmentation.config.settings import (
     ValueClassSettings,
 )
 from segmentation.config.settings_models import (
+    ChurnGuardSettings,
     ChurnMetric,
     ChurnModelSettings,
+    ClvGuardSettings,
     ClvMetric,
     ClvModelSettings,
     ModelSettings,
@@ -51,8 +53,10 @@ __all__ = [
     "AudienceSettings",
     "CampaignSpec",
     "ChannelSpec",
+    "ChurnGuardSettings",
     "ChurnMetric",
     "ChurnModelSettings",
+    "ClvGuardSettings",
     "ClvMetric",
     "ClvModelSettings",
     "ConfigError",

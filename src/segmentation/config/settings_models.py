@@ -5,12 +5,38 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from segmentation.config.common import _Frozen
 
 ClvMetric = Literal["holdout_mae", "holdout_rmse", "holdout_total_abs_error", "spend_mae"]
 ChurnMetric = Literal["auc", "pr_auc", "brier", "lift_top_decile"]
+
+
+class ClvGuardSettings(_Frozen):
+    """When a purchase fit is refused promotion (see docs/models.md, "Guards"); times in days, converted to periods."""
+
+    min_dropout: float = Field(gt=0, lt=1, description="Implied drop-out probability below this: degenerate.")
+    max_param_ratio: float = Field(gt=1, description="A parameter beyond this factor from 1 either way: at a bound.")
+    active_days: int = Field(ge=0, description="Repeat buyers silent at most this long count as active.")
+    silent_days: int = Field(gt=0, description="Repeat buyers silent at least this long count as long-silent.")
+    min_p_alive_gap: float = Field(
+        ge=0, le=1, description="Mean P(alive) of active minus long-silent repeat buyers must reach this."
+    )
+
+    @model_validator(mode="after")
+    def _silent_after_active(self) -> ClvGuardSettings:
+        if self.silent_days <= self.active_days:
+            raise ValueError(f"silent_days ({self.silent_days}) must be greater than active_days ({self.active_days})")
+        return self
+
+
+class ChurnGuardSettings(_Frozen):
+    """When a churn model is refused promotion against its own recency-only baseline."""
+
+    max_loss_to_baseline: float = Field(
+        ge=0, description="How far the model's promotion metric may trail the baseline's on the holdout."
+    )
 
 
 class ClvModelSettings(_Frozen):
@@ -32,6 +58,7 @@ class ClvModelSettings(_Frozen):
     promotion_metric: ClvMetric
     promotion_min_improvement: float = Field(ge=0)
     max_iterations: int = Field(default=5000, gt=0)
+    guards: ClvGuardSettings
 
 
 class ChurnModelSettings(_Frozen):
@@ -50,6 +77,7 @@ class ChurnModelSettings(_Frozen):
     quantile_relative_error: float = Field(default=0.001, gt=0, lt=1)
     promotion_metric: ChurnMetric
     promotion_min_improvement: float = Field(ge=0)
+    guards: ChurnGuardSettings
 
 
 class ModelSettings(_Frozen):

@@ -3,7 +3,9 @@
 A family knows everything between the valid orders and a registered model version for one kind of model:
 
 - ``prepare``: the Spark frames it trains and evaluates on (per-customer summaries, features at a cut-off, ...);
-- ``fit``: a model from those frames, with what the fit says about itself (diagnostics, a baseline's metrics);
+- ``fit``: a model from those frames, with what the fit says about itself (diagnostics, a baseline's metrics, guard
+  findings);
+- ``guard``: why a fit must not become champion, from the fit and its holdout metrics (:mod:`.guarding`);
 - ``evaluate``: the holdout metrics of *any* model of the family on those frames, the challenger's and the current
   champion's alike, so both are judged on the same customers;
 - ``params`` / ``run_params``: the fitted parameters and the settings that produced them, as the run records them;
@@ -26,6 +28,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from pyspark.sql import DataFrame
 
 from segmentation.config import Settings
+from segmentation.models.guarding import GuardFinding
 
 ModelT = TypeVar("ModelT")
 
@@ -72,12 +75,16 @@ class Fitted(Generic[ModelT]):
         baseline_metrics: holdout metrics of the baseline the family trains alongside ({} without one), shown next to
             the model's.
         details: counts the ``fit`` stage reports (customers, patterns, training rows).
+        findings: what the fit's own guards refused (:mod:`.guarding`); the holdout ones come from ``guard``.
+        tables: small fit-side tables stored beside the run (e.g. parameter standard errors).
     """
 
     model: ModelT
     metrics: Mapping[str, float] = field(default_factory=dict)
     baseline_metrics: Mapping[str, float] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
+    findings: tuple[GuardFinding, ...] = ()
+    tables: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 FittedT = TypeVar("FittedT", bound=Fitted)
@@ -156,6 +163,13 @@ class ModelFamily(ABC, Generic[FramesT, FittedT, ModelT]):
     @abstractmethod
     def params(self, fitted: FittedT) -> dict[str, float]:
         """The fitted parameters worth reading ({} when the model has no handful of them, e.g. boosted trees)."""
+
+    def guard(self, fitted: FittedT, evaluation: Evaluation) -> list[GuardFinding]:
+        """Why this fit must not become champion (empty: nothing against it); the fit's findings by default.
+
+        Families that judge the holdout too (against a baseline, say) add those findings here.
+        """
+        return list(fitted.findings)
 
     def run_params(self, fitted: FittedT, frames: FramesT) -> dict[str, Any]:
         """Settings that produced the fit (windows, hyperparameters, convergence), logged as run params."""

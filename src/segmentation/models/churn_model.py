@@ -1,9 +1,9 @@
 """The churn family: gradient-boosted trees on ``customer_features`` at a cut-off, over :mod:`.churn`.
 
 Trained on the features at the cut-off with the label from the following ``horizon_days``, judged on a stable holdout
-of customers next to a recency-only baseline; scored on the ``customer_features`` snapshot of the as-of date. MLflow
-stores the fitted Spark ML pipeline, with a signature over the feature columns and an input example made of
-quantiles (no customer's row).
+of customers next to a recency-only baseline (a model that loses to it is guarded: registered, never champion);
+scored on the ``customer_features`` snapshot of the as-of date. MLflow stores the fitted Spark ML pipeline, with a
+signature over the feature columns and an input example made of quantiles (no customer's row).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
 from segmentation.config import ChurnModelSettings
-from segmentation.models import churn, tracking
+from segmentation.models import churn, guarding, tracking
 from segmentation.models.base import CannotScoreError, Evaluation, Fitted, ModelFamily, ScoringInputs
+from segmentation.models.guarding import GuardFinding
 from segmentation.transforms.features import KEY
 
 
@@ -85,6 +86,19 @@ class ChurnFamily(ModelFamily[ChurnFrames, ChurnFitted, PipelineModel]):
             return Evaluation(churn.holdout_metrics(model, frames.labelled_df, self.config.quantile_relative_error))
         except AnalysisException as exc:
             raise CannotScoreError(f"the model cannot read the features at {frames.cutoff}: {exc}") from exc
+
+    def guard(self, fitted: ChurnFitted, evaluation: Evaluation) -> list[GuardFinding]:
+        """The fit's findings, and ``loses_to_baseline`` when the model trails the recency-only baseline on the
+        promotion metric by more than ``models.churn.guards.max_loss_to_baseline``."""
+        metric = self.config.promotion_metric
+        lost = guarding.loses_to_baseline(
+            metric,
+            float(evaluation.metrics.get(metric, float("nan"))),
+            float(fitted.baseline_metrics.get(metric, float("nan"))),
+            self.GREATER_IS_BETTER[metric],
+            self.config.guards.max_loss_to_baseline,
+        )
+        return [*fitted.findings, *([lost] if lost else [])]
 
     def params(self, fitted: ChurnFitted) -> dict[str, float]:
         return {}  # hundreds of trees: no handful of parameters worth reading; the run keeps the model

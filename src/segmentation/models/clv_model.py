@@ -3,13 +3,14 @@
 Trained on per-customer summaries up to the calibration end and judged on the purchases of the holdout that follows;
 scored on summaries up to the as-of date, in the champion's own time unit. MLflow stores the parameters with the
 business horizon as a ``pyfunc`` whose ``predict`` is the numpy closed forms; ``score`` evaluates the same closed forms
-as Spark columns.
+as Spark columns. The fit carries its guard findings (:func:`.clv_training.guard_findings`, limits from
+``models.clv.guards``) and the standard errors of its parameters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,8 @@ from segmentation.config import ClvModelSettings
 from segmentation.models import clv, tracking
 from segmentation.models import clv_training as ct
 from segmentation.models.base import Evaluation, Fitted, ModelFamily, ScoringInputs
+from segmentation.models.clv.guards import implied_dropout
 from segmentation.transforms.features import KEY
-
-log = logging.getLogger(__name__)
 
 SIGNATURE = tracking.signature(
     [("long", "frequency"), ("long", "recency"), ("long", "T"), ("double", "monetary")],
@@ -162,19 +162,28 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
 
     def fit(self, frames: ClvFrames) -> ClvFitted:
         fit = ct.fit(frames.summary_df, self.config)
-        if not (fit.bgnbd.diagnostics.converged and fit.gamma_gamma.diagnostics.converged):
-            log.warning("clv fit did not converge: %s / %s", fit.bgnbd.diagnostics, fit.gamma_gamma.diagnostics)
+        model = ct.ClvModel(fit.bgnbd.params, fit.gamma_gamma.params, frames.time_unit)
+        errors = ct.parameter_standard_errors(fit)
         metrics = {
             "bgnbd_log_likelihood": fit.bgnbd.diagnostics.log_likelihood,
             "gg_log_likelihood": fit.gamma_gamma.diagnostics.log_likelihood,
             "bgnbd_patterns": float(fit.bgnbd_patterns),
             "gg_patterns": float(fit.gamma_gamma_patterns),
             "repeat_customers": float(fit.repeat_customers),
+            "bgnbd_implied_dropout": implied_dropout("bgnbd", fit.bgnbd.params.to_dict()),
+            **{f"{name}_se": se for name, se in errors.items()},  # infinite ones are left out of the metrics
         }
+        # None: the likelihood is flat along that parameter, the fit cannot pin it down.
+        se_rows = [
+            {"parameter": name, "value": value, "standard_error": errors[name] if math.isfinite(errors[name]) else None}
+            for name, value in model.params().items()
+        ]
         return ClvFitted(
-            model=ct.ClvModel(fit.bgnbd.params, fit.gamma_gamma.params, frames.time_unit),
+            model=model,
             metrics=metrics,
             details={"customers": fit.customers, "bgnbd_patterns": fit.bgnbd_patterns},
+            findings=tuple(ct.guard_findings(fit, self.config.guards, frames.time_unit)),
+            tables={"standard_errors": se_rows},
             fit=fit,
         )
 

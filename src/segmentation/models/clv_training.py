@@ -27,8 +27,10 @@ import numpy as np
 import pyspark.sql.functions as F
 from pyspark.sql import Column, DataFrame
 
-from segmentation.config import ClvModelSettings
+from segmentation.config import ClvGuardSettings, ClvModelSettings
 from segmentation.models import clv
+from segmentation.models.clv.guards import GuardFinding, GuardLimits, check_purchase_fit
+from segmentation.models.clv.uncertainty import standard_errors
 from segmentation.transforms.columns import day_number, utc_day
 from segmentation.transforms.features import KEY
 
@@ -110,7 +112,11 @@ def round_significant(value: Column, digits: int) -> Column:
 
 @dataclass(frozen=True)
 class ClvFit:
-    """Both fitted models with the pattern counts that say how much the driver saw."""
+    """Both fitted models with the pattern counts that say how much the driver saw, and the patterns themselves.
+
+    ``purchase_patterns`` is ``(x, t_x, T, weight)`` and ``spend_patterns`` ``(x, m, weight)``, the arrays the fits
+    ran on: the guards and the standard errors are evaluated on them, never on customers.
+    """
 
     bgnbd: clv.BgNbdFit
     gamma_gamma: clv.GammaGammaFit
@@ -118,6 +124,8 @@ class ClvFit:
     repeat_customers: int
     bgnbd_patterns: int
     gamma_gamma_patterns: int
+    purchase_patterns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    spend_patterns: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
@@ -146,7 +154,51 @@ def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
         raise ValueError("no repeat customer in the calibration window: Gamma-Gamma cannot be fitted")
     px, pm, pw = (np.array([r[i] for r in pairs], dtype=float) for i in range(3))
     gamma_gamma = clv.fit_gamma_gamma(px, pm, pw, max_iterations=settings.max_iterations)
-    return ClvFit(bgnbd, gamma_gamma, int(w.sum()), int(pw.sum()), len(triples), len(pairs))
+    return ClvFit(
+        bgnbd, gamma_gamma, int(w.sum()), int(pw.sum()), len(triples), len(pairs), (x, t_x, age, w), (px, pm, pw)
+    )
+
+
+def guard_findings(fit: ClvFit, guards: ClvGuardSettings, time_unit: str) -> list[GuardFinding]:
+    """Why this fit must not become champion: the purchase-model guards (times converted to model periods) and a
+    spend model that did not converge."""
+    days = DAYS_PER_PERIOD[time_unit]
+    limits = GuardLimits(
+        min_dropout=guards.min_dropout,
+        max_param_ratio=guards.max_param_ratio,
+        active_periods=guards.active_days / days,
+        silent_periods=guards.silent_days / days,
+        min_p_alive_gap=guards.min_p_alive_gap,
+    )
+    params = fit.bgnbd.params
+    x, t_x, age, w = fit.purchase_patterns
+    found = check_purchase_fit(
+        "bgnbd",
+        params.to_dict(),
+        fit.bgnbd.diagnostics,
+        lambda x_, t_, a_: clv.p_alive(params, x_, t_, a_),
+        x,
+        t_x,
+        age,
+        w,
+        limits,
+    )
+    findings = [GuardFinding(f.reason, f"purchase model (BG/NBD): {f.detail}") for f in found]
+    if not fit.gamma_gamma.diagnostics.converged:
+        findings.append(
+            GuardFinding("not_converged", f"spend model (Gamma-Gamma): {fit.gamma_gamma.diagnostics.message}")
+        )
+    return findings
+
+
+def parameter_standard_errors(fit: ClvFit) -> dict[str, float]:
+    """Standard errors of every fitted parameter under its logged name (``bgnbd_a``, ``gg_v``, ...); ``inf`` when
+    the fit cannot pin a parameter down (a flat likelihood: a degenerate fit)."""
+    x, t_x, age, w = fit.purchase_patterns
+    px, pm, pw = fit.spend_patterns
+    purchase = standard_errors("bgnbd", fit.bgnbd.params.to_dict(), (x, t_x, age), w)
+    spend = standard_errors("gamma_gamma", fit.gamma_gamma.params.to_dict(), (px, pm), pw)
+    return {**{f"bgnbd_{k}": v for k, v in purchase.items()}, **{f"gg_{k}": v for k, v in spend.items()}}
 
 
 @dataclass(frozen=True)

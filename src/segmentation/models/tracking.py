@@ -4,7 +4,8 @@ Training code returns models and metrics; this module is the only one that talks
 needed to reproduce and judge a model: its parameters, its holdout metrics, the input table with its Delta version,
 the whole configuration as an artifact, and the model itself with a signature and an input example, registered under
 its configured name. The alias ``champion`` is what the ``score`` job loads; it moves to a new version only when that
-version beats the current champion on the configured metric, both measured on the same holdout.
+version beats the current champion on the configured metric, both measured on the same holdout, and no guard fired
+(a guarded version is registered and tagged with its reasons, never promoted).
 
 Nothing here knows a model family: one function logs a training run (:func:`log_training_run`), one loads a champion
 (:func:`load_champion`), and helpers store and load a ``pyfunc`` or a Spark ML model. Each family's module
@@ -88,6 +89,11 @@ class Promotion:
     challenger_value: float
     champion_version: str | None
     champion_value: float | None
+    guards: tuple[str, ...] = ()  # reasons the version was refused whatever the comparison said (empty: none)
+
+    @property
+    def guarded(self) -> bool:
+        return bool(self.guards)
 
 
 def beats(challenger: float, champion: float | None, greater_is_better: bool, min_improvement: float = 0.0) -> bool:
@@ -244,6 +250,7 @@ def log_training_run(
     greater_is_better: bool,
     min_improvement: float,
     champion: tuple[str, float] | None,
+    guards: Mapping[str, str] | None = None,
 ) -> RunRecord:
     """One MLflow run: params, metrics, inputs, config, tables, the registered model; then maybe move the alias.
 
@@ -260,10 +267,14 @@ def log_training_run(
         greater_is_better: the metric's direction.
         min_improvement: how much better than the champion the new model must be.
         champion: ``(version, value of the metric on this run's holdout)`` of the current champion, or None.
+        guards: ``{reason: detail}`` of every guard that fired. Each becomes a tag ``guard.<reason>``; any one of
+            them keeps the version from ``champion`` even when it beats the champion (tag ``beats_champion``).
     """
+    guards = dict(guards or {})
     challenger_value = float(metrics.get(metric, float("nan")))
     champion_value = champion[1] if champion else None
-    promoted = beats(challenger_value, champion_value, greater_is_better, min_improvement)
+    wins = beats(challenger_value, champion_value, greater_is_better, min_improvement)
+    promoted = wins and not guards
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({**params, **{f"input_{k}": v for k, v in inputs.items()}})
         mlflow.log_metrics(_finite(metrics))
@@ -274,6 +285,9 @@ def log_training_run(
                 "registered_model": registered_model,
                 "promotion_metric": metric,
                 "promoted": str(promoted).lower(),
+                "beats_champion": str(wins).lower(),
+                "guarded": str(bool(guards)).lower(),
+                **{f"guard.{reason}": detail for reason, detail in guards.items()},
                 "previous_champion_version": champion[0] if champion else "",
                 **{f"input.{k}": str(v) for k, v in inputs.items()},
             }
@@ -285,6 +299,9 @@ def log_training_run(
         version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     client.set_model_version_tag(registered_model, version, "promoted", str(promoted).lower())
+    client.set_model_version_tag(registered_model, version, "guarded", str(bool(guards)).lower())
+    if guards:
+        client.set_model_version_tag(registered_model, version, "guard_reasons", ",".join(guards))
     if promoted:
         client.set_registered_model_alias(registered_model, CHAMPION, version)
     promotion = Promotion(
@@ -295,5 +312,6 @@ def log_training_run(
         challenger_value=challenger_value,
         champion_version=champion[0] if champion else None,
         champion_value=champion_value,
+        guards=tuple(guards),
     )
     return RunRecord(run.info.run_id, promotion)

@@ -1,10 +1,11 @@
 """One routine from a family's frames to a registered version: fit, evaluate, judge the champion, log, promote.
 
 Every family goes through the same steps, each a named stage of the caller's run: fit on the training part of the
-frames, evaluate on the holdout, re-evaluate the current ``@champion`` on the *same* holdout (a champion that cannot
-score today's data loses), log one MLflow run (params, metrics, inputs, configuration, tables, the model with its
-signature), register the version and move ``@champion`` only when the new version beats the champion by the
-configured margin. MLflow stays behind :mod:`.tracking`.
+frames, evaluate on the holdout, run the family's guards (:mod:`.guarding`), re-evaluate the current ``@champion`` on
+the *same* holdout (a champion that cannot score today's data loses), log one MLflow run (params, metrics, inputs,
+configuration, tables, guard tags, the model with its signature), register the version and move ``@champion`` only
+when no guard fired and the new version beats the champion by the configured margin. Every guard that fired is a
+WARNING line naming the version and the reason in words. MLflow stays behind :mod:`.tracking`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from segmentation.models import tracking
+from segmentation.models import guarding, tracking
 from segmentation.models.base import CannotScoreError, Frames, ModelFamily, PromotionSettings
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def train_and_promote(
             info.update(fitted.details)
         with stage(f"evaluate {name} holdout"):
             evaluation = family.evaluate(fitted.model, frames)
+        findings = family.guard(fitted, evaluation)
         champion = champion_score(stage, family, frames, promotion)
         params = family.params(fitted)
         run_params = family.run_params(fitted, frames)
@@ -120,14 +122,17 @@ def train_and_promote(
             metrics=metrics,
             inputs=inputs,
             config=config,
-            tables=evaluation.tables,
+            tables={**evaluation.tables, **fitted.tables},
             log_model=lambda: family.log(fitted, promotion.registered_model),
             metric=promotion.metric,
             greater_is_better=promotion.greater_is_better,
             min_improvement=promotion.min_improvement,
             champion=champion,
+            guards=guarding.by_reason(findings),
         )
         info.update({"version": record.promotion.version, "promoted": str(record.promotion.promoted).lower()})
+    for finding in findings:
+        log.warning(guarding.refusal_message(name, promotion.registered_model, record.promotion.version, finding))
     return TrainOutcome(
         name=name,
         window=frames.window,
