@@ -176,6 +176,39 @@ def test_a_disappearing_customer_is_kept_as_left_with_its_last_values(weeks):
     ]
 
 
+def test_a_state_rebuilt_from_a_snapshot_seeds_every_customer(spark, tmp_path):
+    """The first build after an upgrade: no membership table yet, so the state comes from the last ``customer_segments``
+    and ``campaign_audiences`` slices; every customer is written, not only those who moved."""
+    segments = spark.createDataFrame(
+        [(c, r, s) for c, r, s, _ in WEEK_1], "customer_id string, rfm_segment string, lifecycle_stage string"
+    )
+    arms = spark.createDataFrame(
+        [("recall", c, a) for c, _, _, a in WEEK_1 if a], "campaign_id string, customer_id string, arm string"
+    )
+    state_df = membership.state_from_snapshot(segments, arms, (*DIMENSIONS, *CARRIED))
+    next_df = membership.next_state(
+        spark.createDataFrame(WEEK_2, CURRENT_COLUMNS), state_df, DIMENSIONS, D2, carried=CARRIED
+    ).cache()
+    spec = outputs.spec("segment_membership")
+    path = str(tmp_path / "segment_membership")
+    io.merge_state(membership.merge_source(next_df), path, spec.key, D2, properties=spec.properties())
+    changes = sorted(tuple(r)[1:6] for r in membership.change_rows(next_df, D2, "run").collect())
+    next_df.unpersist()
+    rows = membership_rows(path)
+    assert sorted(rows) == ["c1", "c2", "c3", "c4", "c5", "c6"]
+    assert [(rows[c]["rfm_segment"], rows[c]["is_current"]) for c in ("c2", "c3")] == [("loyal", True)] * 2
+    assert (rows["c4"]["is_current"], rows["c4"]["previous_rfm_segment"]) == (False, "at_risk")
+    # the unchanged customers are written without a change row
+    assert {c[0] for c in changes} == {"c1", "c4", "c5", "c6"}
+    # once written, every row is stamped: a rerun commits nothing, and a week later nobody unchanged is a MERGE row
+    week_2 = spark.createDataFrame(WEEK_2, CURRENT_COLUMNS)
+    state_df = io.read_table(spark, io_ref(path)).df
+    rerun = membership.merge_source(membership.next_state(week_2, state_df, DIMENSIONS, D2, carried=CARRIED))
+    assert not io.merge_state(rerun, path, spec.key, D2, properties=spec.properties()).committed
+    later = membership.next_state(week_2, state_df, DIMENSIONS, D2 + dt.timedelta(days=7), carried=CARRIED)
+    assert membership.merge_source(later).count() == 0
+
+
 def test_audience_entries_carry_the_arm(weeks):
     _, _, _, changes_d2, _ = weeks
     assert [c for c in changes_d2 if c[0] == "c6"] == [("c6", "audience:recall", "entered", None, "control")]

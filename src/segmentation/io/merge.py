@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from segmentation.io.location import Location
 from segmentation.io.tables import (
@@ -117,7 +118,10 @@ def merge_state(
     spark = source_df.sparkSession
     loc = Location.of(path)
     source = f"segmentation_merge_source_{uuid.uuid4().hex}"
-    ensure_table(spark, path, source_df.schema, (), properties, not_null=not_null, checks=checks, retries=retries)
+    # A state row's values may become null later (a customer who leaves), whatever the first source's plan says:
+    # the table's NOT NULL columns are ``not_null`` only.
+    schema = T.StructType([T.StructField(f.name, f.dataType, True, f.metadata) for f in source_df.schema.fields])
+    ensure_table(spark, path, schema, (), properties, not_null=not_null, checks=checks, retries=retries)
     marker = f"segmentation merge as_of_date={as_of} write={uuid.uuid4().hex}"
     before: list[dt.date | None] = []
     rows: list[int] = []

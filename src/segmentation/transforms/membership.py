@@ -3,12 +3,12 @@
 ``segment_membership`` has one row per customer ever seen. For every dimension ``d`` (each exclusive rule set,
 ``value_class``, one ``audience_<campaign_id>`` per campaign holding the arm, the predicted-value tier) it keeps four
 columns: ``d`` (the value now), ``previous_d`` (the value it held before), ``d_since`` (the as-of date it took its
-value) and ``previous_d_since``; plus ``is_current``, ``left_on`` and ``changed_on`` (the latest ``*_since``). No
-run id: two jobs (build, score) write the same rows on one date, and a row must not differ by who wrote it last; the
-run of a change is in ``segment_changes`` and the manifest. A job computes the next state of the dimensions it owns
-from one join of its customers with the state (``next_state``); only rows that differ are MERGEd, so the table's
-Change Data Feed is exactly who entered, left or moved, and the same pass gives the ``segment_changes`` rows
-(``change_rows``).
+value) and ``previous_d_since``; plus ``is_current``, ``left_on`` and ``changed_on`` (the latest ``*_since``, or the
+date the row was first written when none is known). No run id: two jobs (build, score) write the same rows on one
+date, and a row must not differ by who wrote it last; the run of a change is in ``segment_changes`` and the
+manifest. A job computes the next state of the dimensions it owns from one join of its customers with the state
+(``next_state``); only rows that differ are MERGEd, so the table's Change Data Feed is exactly who entered, left or
+moved, and the same pass gives the ``segment_changes`` rows (``change_rows``).
 
 Rules that make a rerun change nothing:
 
@@ -192,7 +192,7 @@ def next_state(
     Returns:
         Every column of ``state_columns`` (plus any other column of the table), ``_changes`` (array of
         ``dimension, event, from_value, to_value``) and ``_in_source``: whether the row goes into the MERGE (it changed
-        now, or an earlier run of this date touched it).
+        now, an earlier run of this date touched it, or no run has stamped it yet).
 
     The expressions are SQL over named intermediate columns, step by step, so each rewound value is computed once per
     row rather than repeated inside every expression that reads it (dozens of dimensions make large plans otherwise).
@@ -258,13 +258,16 @@ def next_state(
         f" ELSE CAST(array() AS ARRAY<STRUCT<dimension: STRING, event: STRING, from_value: STRING,"
         f" to_value: STRING>>) END AS {CHANGES}",
         f"coalesce({moved or 'false'}, false) AS _moved",
-        f"coalesce({_q(CHANGED_ON)} = {today}, false) AS _touched",  # an earlier run of this date wrote the row
+        # an earlier run of this date wrote the row, or no run stamped it yet: a new customer, a state rebuilt from a
+        # snapshot (the first build after an upgrade writes every customer, not only those who moved)
+        f"coalesce({_q(CHANGED_ON)} = {today}, true) AS _touched",
     )
     since = [_q(since_of(d)) for d in known]
     latest = f"greatest({', '.join(since)})" if len(since) > 1 else since[0]
     return step.selectExpr(
         *[_q(c) for c in state_columns(known)[:-1]],
-        f"coalesce({latest}, {_q(CHANGED_ON)}) AS {CHANGED_ON}",
+        # the latest ``_since``; a row written without any (its values' dates unknown) is stamped with this date
+        f"coalesce({latest}, {_q(CHANGED_ON)}, CASE WHEN _moved OR _touched THEN {today} END) AS {CHANGED_ON}",
         *[_q(c) for c in extra],
         CHANGES,
         "(_moved OR _touched) AS _in_source",
@@ -272,7 +275,8 @@ def next_state(
 
 
 def merge_source(next_df: DataFrame) -> DataFrame:
-    """The rows of ``next_state`` the MERGE upserts: changed now, or touched by an earlier run of the same date."""
+    """The rows of ``next_state`` the MERGE upserts: changed now, touched by an earlier run of the same date, or not
+    stamped by any run yet (the MERGE skips those equal to the table's row)."""
     return next_df.where(F.col("_in_source")).drop(CHANGES, "_in_source")
 
 
