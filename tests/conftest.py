@@ -41,8 +41,32 @@ def spark(tmp_path_factory):
         },
     )
     session = build_session(settings)
+    _SESSION.append(session)
+    _SESSION_CONF.update(session.conf.getAll)
     yield session
     session.stop()
+
+
+_SESSION: list = []
+_SESSION_CONF: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _session_settings_restored():
+    """A test that runs a job in-process (``cli.main``) applies the job configuration's SQL settings to the shared
+    session (``conf/local.yaml``: 32 shuffle partitions, 64 MB partitions); put the test session's back after it, so
+    later tests run as configured here whatever ran before them."""
+    yield
+    if not _SESSION:
+        return
+    conf = _SESSION[0].conf
+    now = conf.getAll
+    for key in now:
+        if key not in _SESSION_CONF and key.startswith("spark.sql.") and conf.isModifiable(key):
+            conf.unset(key)
+    for key, value in _SESSION_CONF.items():
+        if now.get(key) != value and conf.isModifiable(key):
+            conf.set(key, value)
 
 
 @pytest.fixture(scope="session")
