@@ -112,7 +112,7 @@ def round_significant(value: Column, digits: int) -> Column:
 
 @dataclass(frozen=True)
 class ClvFit:
-    """Both fitted models with the pattern counts that say how much the driver saw, and the patterns themselves.
+    """Both fitted models and the patterns they ran on, whose counts say how much the driver saw.
 
     ``purchase_patterns`` is ``(x, t_x, T, weight)`` and ``spend_patterns`` ``(x, m, weight)``, the arrays the fits
     ran on: the guards and the standard errors are evaluated on them, never on customers.
@@ -120,12 +120,24 @@ class ClvFit:
 
     bgnbd: clv.BgNbdFit
     gamma_gamma: clv.GammaGammaFit
-    customers: int
-    repeat_customers: int
-    bgnbd_patterns: int
-    gamma_gamma_patterns: int
     purchase_patterns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     spend_patterns: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @property
+    def customers(self) -> int:
+        return int(self.purchase_patterns[3].sum())
+
+    @property
+    def repeat_customers(self) -> int:
+        return int(self.spend_patterns[2].sum())
+
+    @property
+    def bgnbd_patterns(self) -> int:
+        return len(self.purchase_patterns[3])
+
+    @property
+    def gamma_gamma_patterns(self) -> int:
+        return len(self.spend_patterns[2])
 
 
 def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
@@ -154,9 +166,7 @@ def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
         raise ValueError("no repeat customer in the calibration window: Gamma-Gamma cannot be fitted")
     px, pm, pw = (np.array([r[i] for r in pairs], dtype=float) for i in range(3))
     gamma_gamma = clv.fit_gamma_gamma(px, pm, pw, max_iterations=settings.max_iterations)
-    return ClvFit(
-        bgnbd, gamma_gamma, int(w.sum()), int(pw.sum()), len(triples), len(pairs), (x, t_x, age, w), (px, pm, pw)
-    )
+    return ClvFit(bgnbd, gamma_gamma, (x, t_x, age, w), (px, pm, pw))
 
 
 def guard_findings(fit: ClvFit, guards: ClvGuardSettings, time_unit: str) -> list[GuardFinding]:
