@@ -11,6 +11,7 @@ import contextlib
 import glob
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -61,6 +62,10 @@ def build_session(settings: SparkSettings, extra_conf: Mapping[str, str] | None 
     if remote:
         return _connect_session(remote, settings, extra_conf)
     builder = SparkSession.builder.appName(settings.app_name)
+    if (settings.master or "local").startswith("local") and "spark.pyspark.python" not in settings.conf:
+        # Local Python workers run this interpreter, which has the package (Spark's default is ``python3`` on PATH,
+        # often another environment: every UDF would fail with "No module named 'segmentation'").
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if settings.master:
         builder = builder.master(settings.master)
     if settings.driver_memory:
