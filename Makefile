@@ -69,9 +69,9 @@ report: install
 # Benchmark: build vs DuckDB vs naive PySpark on generated data under .cache/bench (reused while unchanged).
 # Sizes are order counts (100M orders: 5M customers, about 2 GB of Parquet; generating 20M and 100M takes about 25 minutes and
 # the whole run about 70 minutes on 2 cores, plus 10 to 20 for the membership MERGE on 5M customers); the report goes to
-# docs/benchmarks.md. Quick look: make bench BENCH_SIZES=1000000 BENCH_ARGS=
+# docs/benchmarks.md (train and score are timed once the 100M build is done). Quick look: make bench BENCH_SIZES=1000000 BENCH_ARGS=
 BENCH_SIZES ?= 1000000,20000000,100000000
-BENCH_ARGS ?= --naive-max-size 20000000 --warmup-size 100000 --skew-base 1000000 --clv-customers 1000000,5000000 --membership-customers 5000000
+BENCH_ARGS ?= --naive-max-size 20000000 --warmup-size 100000 --skew-base 1000000 --clv-customers 1000000,5000000 --membership-customers 5000000 --models-sizes 100000000
 bench: install
 	$(SEG) bench --conf $(CONF) --as-of $(AS_OF) --sizes $(BENCH_SIZES) $(BENCH_ARGS)
 

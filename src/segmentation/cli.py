@@ -197,6 +197,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
         skew_base=args.skew_base,
         clv_customers=args.clv_customers,
         membership_customers=args.membership_customers,
+        models_sizes=args.models_sizes,
         warmup_size=args.warmup_size,
         doc=args.doc,
         command=command,
@@ -217,6 +218,9 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clv-customers", type=_int_list, default=[], help="customer counts for the CLV fit timing")
     parser.add_argument(
         "--membership-customers", type=_int_list, default=[], help="customer counts for the membership MERGE timing"
+    )
+    parser.add_argument(
+        "--models-sizes", type=_int_list, default=[], help="order counts at which train and score are timed too"
     )
     parser.add_argument("--warmup-size", type=int, help="run one unmeasured build on this many orders first")
     parser.add_argument("--doc", default="docs/benchmarks.md", help="Markdown report to write (empty: none)")

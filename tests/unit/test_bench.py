@@ -196,8 +196,26 @@ def _size_row(orders: int, build_s: float, duckdb_s: float, naive_s: float | Non
     naive = RunResult("naive", naive_s, [], 4_100.0, {"load_average": load}) if naive_s else None
     inc = {"mode": "incremental", "rows_read": orders // 100, "state": "advanced", "load_average": load}
     incremental = RunResult("incremental", build_s / 20, [("customer state", build_s / 40)], 4_000.0, inc)
+    models = [
+        RunResult("train", build_s / 2, [("read clean orders", build_s / 10), ("fit churn", build_s / 4)], 4_000.0, {}),
+        RunResult("score", build_s / 4, [("write scored customer_segments", build_s / 8)], 4_000.0, {}),
+    ]
     size = SizeResult(
-        str(orders), orders, customers, orders, customers, 4, 10**6, False, None, build, duck, naive, {}, incremental
+        str(orders),
+        orders,
+        customers,
+        orders,
+        customers,
+        4,
+        10**6,
+        False,
+        None,
+        build,
+        duck,
+        naive,
+        {},
+        incremental,
+        models,
     )
     return _size_dict(size, session_start_s=5.0)
 
@@ -229,12 +247,17 @@ def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produc
     assert by_metric["naive_over_build"].value == pytest.approx(5.0) and by_metric["naive_over_build"].met
     assert by_metric["build_job_s"].value == pytest.approx(5.0)  # 100M over 20M: 1,000 s / 200 s
     assert by_metric["driver_memory_gb"].value == 4.0 and by_metric["driver_memory_gb"].met
+    assert by_metric["train_over_build"].value == pytest.approx(0.5) and by_metric["train_over_build"].met
+    assert by_metric["score_over_build"].value == pytest.approx(0.25) and by_metric["score_over_build"].met
     merge = by_metric["membership_merge_over_slice"]
     assert merge.value == pytest.approx(
         membership_row["merge_deletion_vectors"]["seconds"] / membership_row["snapshot_slice"]["seconds"]
     )
     report = bench.render({**results, "machine": _machine(), "as_of": str(AS_OF), "command": "test"})
     assert "## Membership MERGE" in report and "MERGE, deletion vectors (shipped)" in report
+    models_section = report.split("## Train and score", 1)[1].split("\n## ", 1)[0]
+    assert "| 100,000,000 | 5,000,000 | 1,000.0 s | 500.0 s | 0.50× | 250.0 s | 0.25× |" in models_section
+    assert "**train** at 100,000,000 orders (500.0 s): read clean orders 100.0 s; fit churn 250.0 s" in models_section
     targets_section = report.split("## Targets", 1)[1]
     assert all(f"| {t.name} |" in targets_section for t in loaded)
     # Without the 100M size a target says it was not measured instead of failing.

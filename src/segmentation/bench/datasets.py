@@ -53,6 +53,9 @@ class Dataset:
             f"generate.orders={self.orders}",
             f"generate.customers={self.customers}",
             f"outputs.path={self.out / 'build'}",
+            # train and score register into a store of the data set's own, emptied with the build's outputs
+            f"mlflow.tracking_uri=sqlite:///{self.out / 'build' / 'mlflow.db'}",
+            f"mlflow.artifact_location={self.out / 'build' / 'mlartifacts'}",
         ]
 
 

@@ -157,6 +157,31 @@ def run_incremental(spark, settings, as_of: dt.date, pid: int, share: float) -> 
     return RunResult("incremental", wall, stages, peak_rss_mb(pid), extra)
 
 
+def run_models(spark, settings, as_of: dt.date, pid: int) -> list[RunResult]:
+    """After ``run_product``: ``train`` every model family on the build's clean orders, then ``score`` the date's
+    slice with the champions, each timed as a whole and per stage. ``settings.mlflow`` should point at a tracking
+    store of the data set's own (the runner's ``models_settings``), so the benchmark never registers versions in the
+    project's store. Neither job validates orders: both read ``orders_clean``, which the stage names show."""
+    from segmentation import pipelines
+
+    results = []
+    for name, job in (("train", pipelines.run_train), ("score", pipelines.run_score)):
+        stages: list[tuple[str, float]] = []
+
+        def listen(stage: str, seconds: float, info: dict, sink=stages) -> None:
+            sink.append((stage, seconds))
+
+        spark.catalog.clearCache()
+        reset_peak_rss(pid)
+        spark.sparkContext.setJobGroup(name, f"benchmark: {name}")
+        start = time.perf_counter()
+        job(spark, settings, as_of, listeners=[listen])
+        wall = time.perf_counter() - start
+        stages.append((OUTSIDE_STAGES, wall - sum(t for _, t in stages)))
+        results.append(RunResult(name, wall, stages, peak_rss_mb(pid), {"load_average": os.getloadavg()}))
+    return results
+
+
 def run_naive(spark, settings, as_of: dt.date, out: Path, pid: int) -> RunResult:
     """The tutorial-style job: features written to Delta, read back, scored with global ``ntile``, written."""
     from segmentation import io

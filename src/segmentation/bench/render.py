@@ -124,6 +124,35 @@ def render(results: Mapping[str, Any], notes: str = "") -> str:
                 for s in incremental
             ],
         )
+    with_models = [s for s in sizes if s.get("models")]
+    if with_models:
+        lines += ["", "## Train and score", ""]
+        lines += [
+            "After the full build, `train` fits every model family on the build's clean orders (`orders_clean`) and",
+            "`score` writes the champions' predictions into the date's `customer_segments` slice; neither validates",
+            "orders again (their stages below). Each registers into a tracking store of the data set's own.",
+            "",
+        ]
+        lines += _table(
+            ["orders", "customers", "full build", "train", "train / build", "score", "score / build"],
+            [
+                [
+                    f"{s['input_rows']:,}",
+                    f"{s['customers']:,}",
+                    _fmt_s(s["build"]["wall_s"]),
+                    *[
+                        cell
+                        for m in s["models"]
+                        for cell in (_fmt_s(m["wall_s"]), _ratio(m["wall_s"], s["build"]["wall_s"]))
+                    ],
+                ]
+                for s in with_models
+            ],
+        )
+        for s in with_models:
+            for m in s["models"]:
+                stages = "; ".join(f"{name} {seconds:.1f} s" for name, seconds in m["stages"])
+                lines.append(f"- **{m['name']}** at {s['input_rows']:,} orders ({m['wall_s']:.1f} s): {stages}")
     lines += ["", "Rows per second (input order rows / wall time) and the load average after each run:", ""]
     lines += _table(
         ["orders", "build (whole process)", "DuckDB", "naive", "load after build / DuckDB / naive"],

@@ -35,6 +35,7 @@ from segmentation.bench.measure import (
     peak_rss_mb,
     run_duckdb_measured,
     run_incremental,
+    run_models,
     run_naive,
     run_product,
     task_time_skew,
@@ -85,14 +86,18 @@ class SizeResult:
     naive: RunResult | None
     agreement: dict[str, Any]
     incremental: RunResult | None = None
+    models: list[RunResult] | None = None  # train, then score, when this size times them
 
 
 def _bytes(files: Sequence[str]) -> int:
     return sum(os.path.getsize(f) for f in files)
 
 
-def bench_size(spark, settings, dataset: Dataset, as_of: dt.date, pid: int, with_naive: bool) -> SizeResult:
-    """Generate or reuse one size, then run build, DuckDB and naive over the same snapshot."""
+def bench_size(
+    spark, settings, dataset: Dataset, as_of: dt.date, pid: int, with_naive: bool, with_models: bool = False
+) -> SizeResult:
+    """Generate or reuse one size, then run build (then train and score, then the next day's incremental build),
+    DuckDB and naive over the same snapshot."""
     start = time.perf_counter()
     generated = ensure_orders(spark, settings, dataset, as_of)
     generate_s = time.perf_counter() - start if generated else None
@@ -100,6 +105,7 @@ def bench_size(spark, settings, dataset: Dataset, as_of: dt.date, pid: int, with
     threads = os.cpu_count() or 1
     log.info("bench %s: %d files, %.1f MB", dataset.label, len(files), _bytes(files) / 1e6)
     build = run_product(spark, settings, as_of, pid)
+    models = run_models(spark, settings, as_of, pid) if with_models else None
     incremental = run_incremental(spark, settings, as_of, pid, INCREMENTAL_SHARE)
     duck = run_duckdb_measured(files, as_of, settings, dataset.out / "duckdb", threads)
     naive = None
@@ -131,6 +137,7 @@ def bench_size(spark, settings, dataset: Dataset, as_of: dt.date, pid: int, with
         naive,
         agree,
         incremental,
+        models,
     )
 
 
@@ -181,6 +188,7 @@ def run(
     skew_base: int | None = None,
     clv_customers: Sequence[int] = (),
     membership_customers: Sequence[int] = (),
+    models_sizes: Sequence[int] = (),
     warmup_size: int | None = None,
     doc: str | None = "docs/benchmarks.md",
     command: str = "",
@@ -218,7 +226,7 @@ def run(
             dataset = dataset_for(root_path, size)
             settings = load_settings(conf_files, [*overrides, *dataset.overrides()])
             with_naive = naive_max_size is None or size <= naive_max_size
-            result = bench_size(spark, settings, dataset, as_of, pid, with_naive)
+            result = bench_size(spark, settings, dataset, as_of, pid, with_naive, with_models=size in models_sizes)
             runs.append(result)
             results["sizes"].append(_size_dict(result, results["session_start_s"]))
             _save(root_path, results, doc)
@@ -256,6 +264,8 @@ def _size_dict(r: SizeResult, session_start_s: float) -> dict[str, Any]:
         out["ratio_naive_over_build"] = r.naive.wall_s / r.build.wall_s
     if r.incremental:
         out["ratio_incremental_over_build"] = r.incremental.wall_s / r.build.wall_s
+    for m in r.models or ():
+        out[f"ratio_{m.name}_over_build"] = m.wall_s / r.build.wall_s
     out["rows_per_s"] = {
         "build": r.input_rows / build_whole,
         "duckdb": r.input_rows / r.duckdb.wall_s,

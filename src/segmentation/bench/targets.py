@@ -85,6 +85,12 @@ METRICS: dict[str, Metric] = {
     "incremental_over_build": Metric(
         "size", lambda r, s: s.get("ratio_incremental_over_build"), _times, "incremental build not run"
     ),
+    "train_over_build": Metric(
+        "size", lambda r, s: s.get("ratio_train_over_build"), _times, "train not run at this size"
+    ),
+    "score_over_build": Metric(
+        "size", lambda r, s: s.get("ratio_score_over_build"), _times, "score not run at this size"
+    ),
     "build_job_s": Metric("size", lambda r, s: s["build"]["wall_s"], _seconds),
     "driver_memory_gb": Metric(
         "size", lambda r, s: _memory_gb(r.get("driver_memory")), lambda v: f"{v:g} GB", detail=_driver_detail
