@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from segmentation.config import SparkSettings
+from segmentation.config import ConfigError, SparkSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +30,26 @@ DELTA_CONF: Mapping[str, str] = {
 
 
 def delta_jars(jars_dir: str | None) -> list[str]:
-    """Delta jars in the configured folder (or ``$SEGMENTATION_JARS_DIR``); empty when none is configured."""
-    folder = jars_dir or os.environ.get(JARS_ENV)
-    if not folder:
+    """Delta jars in the configured folder, else in ``$SEGMENTATION_JARS_DIR``; empty when neither is set.
+
+    A relative ``jars_dir`` (``conf/local.yaml``: ``.cache/jars``) only exists where ``make install`` ran; run from
+    elsewhere, the folder the environment names is used instead.
+
+    Raises:
+        ConfigError: a folder is configured but neither it nor the environment's holds a jar.
+    """
+    folders = [f for f in (jars_dir, os.environ.get(JARS_ENV)) if f]
+    if not folders:
         return []
-    jars = sorted(glob.glob(os.path.join(folder, "*.jar")))
-    if not jars:
-        raise RuntimeError(f"no Delta jars in {folder}; run `make install` to fetch them")
-    return jars
+    for folder in folders:
+        jars = sorted(glob.glob(os.path.join(folder, "*.jar")))
+        if jars:
+            return jars
+    tried = " or ".join(str(Path(f).resolve()) for f in dict.fromkeys(folders))
+    raise ConfigError(
+        f"spark.jars_dir: no Delta jars in {tried}; run `make install` in the project to fetch them, set"
+        f" ${JARS_ENV} to the folder holding them, or set spark.jars_dir to null on a platform that ships Delta"
+    )
 
 
 REMOTE_ENV = "SPARK_REMOTE"
@@ -51,6 +63,15 @@ def remote_url(settings: SparkSettings) -> str | None:
 def is_connect(spark: SparkSession) -> bool:
     """Whether ``spark`` is a Spark Connect session (no JVM, no SparkContext, no RDDs on this side)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def default_parallelism(spark: SparkSession) -> int:
+    """Tasks the cluster runs at once: the context's default parallelism, or on Spark Connect (no context on the
+    client) the configured one, else the shuffle partitions."""
+    if not is_connect(spark):
+        return spark.sparkContext.defaultParallelism
+    fallback = spark.conf.get("spark.sql.shuffle.partitions", "200") or "200"
+    return int(spark.conf.get("spark.default.parallelism", fallback) or fallback)
 
 
 def build_session(settings: SparkSettings, extra_conf: Mapping[str, str] | None = None) -> SparkSession:

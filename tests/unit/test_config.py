@@ -98,3 +98,20 @@ def test_missing_required_key_names_the_file_that_holds_its_section(conf_dir, tm
         load_settings([layered / "local.yaml"], ["models.clv.horizon_days=400"])
     dotted = ".".join((*section, key))
     assert f"{layered / layer}: {dotted}: missing key" in str(err.value)
+
+
+def test_delta_jars_fall_back_to_the_environments_folder_and_name_both_when_neither_holds_one(tmp_path, monkeypatch):
+    from segmentation.session import JARS_ENV, delta_jars
+
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "delta-spark.jar").write_bytes(b"")
+    monkeypatch.setenv(JARS_ENV, str(installed))
+    # conf/local.yaml's relative folder, run from a directory where `make install` never ran
+    assert delta_jars(str(tmp_path / ".cache/jars")) == [str(installed / "delta-spark.jar")]
+    assert delta_jars(None) == [str(installed / "delta-spark.jar")]
+    monkeypatch.setenv(JARS_ENV, str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=r"spark.jars_dir: no Delta jars in .*\.cache/jars or .*empty; run `make"):
+        delta_jars(str(tmp_path / ".cache/jars"))
+    monkeypatch.delenv(JARS_ENV)
+    assert delta_jars(None) == []
