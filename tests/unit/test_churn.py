@@ -148,3 +148,17 @@ def test_a_model_that_cannot_read_the_features_cannot_score(spark, settings_for)
 )
 def test_promotion_rule(challenger, champion, greater_is_better, min_improvement, expected):
     assert beats(challenger, champion, greater_is_better, min_improvement) is expected
+
+
+@pytest.mark.parametrize(
+    ("rows", "per_partition", "parallelism", "expected"),
+    [
+        (15_000, 200_000, 4, 1),  # a small shop: one partition, not the shuffle's dozens of near-empty ones
+        (200_001, 200_000, 4, 2),
+        (5_000_000, 200_000, 4, 4),  # capped by what runs at once
+        (5_000_000, 200_000, 400, 25),
+        (0, 200_000, 4, 1),
+    ],
+)
+def test_training_partitions_follow_the_rows_up_to_the_parallelism(rows, per_partition, parallelism, expected):
+    assert churn.training_partitions(rows, per_partition, parallelism) == expected

@@ -75,6 +75,12 @@ class ChurnModelSettings(_Frozen):
     step_size: float = Field(gt=0, le=1)
     seed: int
     quantile_relative_error: float = Field(default=0.001, gt=0, lt=1)
+    rows_per_partition: int = Field(
+        default=200_000,
+        gt=0,
+        description="Training rows per partition (at most the default parallelism): each tree runs a Spark job per"
+        " level, so on small data the tasks of many near-empty partitions cost more than the fit.",
+    )
     promotion_metric: ChurnMetric
     promotion_min_improvement: float = Field(ge=0)
     guards: ChurnGuardSettings

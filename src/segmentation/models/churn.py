@@ -28,6 +28,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 
 from segmentation.config import ChurnModelSettings, FeatureSettings, QualitySettings
+from segmentation.session import default_parallelism
 from segmentation.transforms.columns import day_number, utc_day
 from segmentation.transforms.features import KEY, customer_features
 
@@ -207,6 +208,16 @@ class ChurnFit:
     holdout_customers: int
 
 
+def training_partitions(rows: int, rows_per_partition: int, parallelism: int) -> int:
+    """Partitions of the training data: one per ``rows_per_partition`` rows, at least one, at most ``parallelism``.
+
+    A boosted tree runs a Spark job per level and per iteration (40 trees of depth 4: a few hundred jobs), so
+    thousands of customers spread over the shuffle's partitions pay for tasks that hold a few rows each; the fit is
+    also the same whatever ``spark.sql.shuffle.partitions`` is, since the split candidates are sampled per partition.
+    """
+    return max(1, min(parallelism, -(-rows // rows_per_partition)))
+
+
 def fit_churn(labelled_df: DataFrame, settings: ChurnModelSettings) -> ChurnFit:
     """Fit the classifier and the baseline on the training customers; evaluate the baseline on the holdout.
 
@@ -223,15 +234,18 @@ def fit_churn(labelled_df: DataFrame, settings: ChurnModelSettings) -> ChurnFit:
     if missing:
         raise ValueError(f"models.churn.features: unknown feature column(s): {', '.join(missing)}")
     columns = sorted({*settings.features, *BASELINE_FEATURES, KEY, LABEL, "is_holdout"})
-    data = labelled_df.select(*columns).persist(StorageLevel.MEMORY_AND_DISK)
+    counted = labelled_df.groupBy("is_holdout", LABEL).count().collect()
+    counts = {(r["is_holdout"], r[LABEL]): r["count"] for r in counted}
+    train_n = sum(v for (h, _), v in counts.items() if not h)
+    holdout_n = sum(v for (h, _), v in counts.items() if h)
+    if train_n == 0 or holdout_n == 0:
+        raise ValueError(f"churn split is empty: {train_n} training and {holdout_n} holdout customers")
+    if len({label for (h, label) in counts if not h}) < 2:
+        raise ValueError("churn training labels are all one class: widen the history or change the horizon")
+    parallelism = default_parallelism(labelled_df.sparkSession)
+    partitions = training_partitions(train_n + holdout_n, settings.rows_per_partition, parallelism)
+    data = labelled_df.select(*columns).coalesce(partitions).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = {(r["is_holdout"], r[LABEL]): r["count"] for r in data.groupBy("is_holdout", LABEL).count().collect()}
-        train_n = sum(v for (h, _), v in counts.items() if not h)
-        holdout_n = sum(v for (h, _), v in counts.items() if h)
-        if train_n == 0 or holdout_n == 0:
-            raise ValueError(f"churn split is empty: {train_n} training and {holdout_n} holdout customers")
-        if len({label for (h, label) in counts if not h}) < 2:
-            raise ValueError("churn training labels are all one class: widen the history or change the horizon")
         train_df = data.where(~F.col("is_holdout"))
         model = churn_pipeline(settings).fit(train_df)
         baseline = baseline_pipeline(settings).fit(train_df)
