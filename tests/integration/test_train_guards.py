@@ -5,7 +5,8 @@ job runs per family, and reads the result back through the MLflow client: the ru
 and where the ``champion`` alias points.
 
 - CLV: a history of customers who buy at a constant rate and never stop makes BG/NBD conclude that nobody ever drops
-  out. That fit converges, is registered, and is refused although there is no champion to beat; a sound history
+  out. That fit converges, is registered, and is refused although there is no champion to beat (it also forecasts
+  the holdout worse than carrying each customer's own past rate forward); a sound history
   (every customer may stop after each purchase, with a chance that differs between customers) then passes every
   guard and becomes the first champion.
 - Churn: a label only recency predicts, and a model only allowed a feature that is the same for everyone. It loses
@@ -94,11 +95,28 @@ def test_bgnbd_that_says_nobody_drops_out_is_registered_but_never_champion(spark
     assert (sound.version, sound.promotion.promoted, sound.promotion.guards) == (2, True, ())
     assert str(client.get_model_version_by_alias(name, tracking.CHAMPION).version) == "2"
     assert client.get_run(sound.run_id).data.tags["guarded"] == "false"
+    # Against the naive forecast (each customer's own past rate carried forward, judged in the same pass): customers
+    # who never stop are what it assumes, and it forecasts their holdout better than the degenerate fit; on the sound
+    # history, where customers do stop, the model is far better than it.
+    assert degenerate.baseline_metrics["holdout_mae"] < degenerate.metrics["holdout_mae"]
+    assert tags["guard.loses_to_baseline"] == (
+        f"holdout holdout_mae {degenerate.metrics['holdout_mae']:.4f} vs"
+        f" {degenerate.baseline_metrics['holdout_mae']:.4f} for the naive baseline (each customer's own past purchase"
+        " rate) (lower is better; allowed shortfall 0)"
+    )
+    assert sound.metrics["holdout_mae"] < 0.7 * sound.baseline_metrics["holdout_mae"]
+    logged = client.get_run(sound.run_id).data.metrics
+    assert logged["baseline_holdout_mae"] == pytest.approx(sound.baseline_metrics["holdout_mae"])
 
     # One warning per guard, naming the version and saying what it means.
     warnings = [r.getMessage() for r in caplog.records if r.name == "segmentation.models.training"]
     assert any(
         f"{name} v1 is registered but NOT made champion: the model says almost no customer ever stops buying" in w
+        for w in warnings
+    ), warnings
+    assert any(
+        f"{name} v1 is registered but NOT made champion: it forecasts holdout purchases worse than simply carrying"
+        " each customer's own past purchase rate forward [guard loses_to_baseline: holdout holdout_mae" in w
         for w in warnings
     ), warnings
     assert len(warnings) == len(degenerate.promotion.guards)

@@ -100,6 +100,21 @@ def test_holdout_metrics_equal_the_numpy_closed_forms(orders_df):
     assert [row["customers"] for row in evaluation.frequency_table] == [1, 1, 1]
     assert evaluation.frequency_table[1]["actual_mean"] == 2.0
     assert evaluation.frequency_table[2]["expected_mean"] == pytest.approx(predicted[2], rel=1e-9)
+    # The naive baseline on the same customers: own repeat rate x / T over the 30-day holdout, own mean repeat spend.
+    naive = np.array([1 / 30 * 30.0, 0.0, 2 / 89 * 30.0])
+    assert evaluation.baseline_metrics == pytest.approx(
+        {
+            **expected,
+            "holdout_mae": float(np.mean(np.abs(naive - actual))),
+            "holdout_rmse": float(np.sqrt(np.mean((naive - actual) ** 2))),
+            "holdout_predicted_total": float(naive.sum()),
+            "holdout_total_abs_error": abs(float(naive.sum()) - 2.0),
+            "spend_mae": 0.0,  # a's holdout purchases cost what its repeat purchase did
+            "spend_predicted_mean": 50.0,
+        },
+        rel=1e-9,
+    )
+    assert evaluation.frequency_table[2]["naive_mean"] == pytest.approx(naive[2], rel=1e-9)
 
 
 def test_spark_predictions_equal_the_pyfunc_numpy_predictions(orders_df, settings_for):

@@ -24,7 +24,7 @@ from segmentation.models.guarding import GuardFinding
     ids=["auc-below", "tie", "within-tolerance", "brier-above", "brier-below", "model-nan", "baseline-nan"],
 )
 def test_loses_to_baseline(value, baseline, greater_is_better, max_loss, loses):
-    found = guarding.loses_to_baseline("m", value, baseline, greater_is_better, max_loss)
+    found = guarding.loses_to_baseline("m", value, baseline, greater_is_better, max_loss, "the recency-only baseline")
     assert (found is not None) == loses
     if loses:
         assert (

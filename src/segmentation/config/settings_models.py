@@ -23,6 +23,12 @@ class ClvGuardSettings(_Frozen):
     min_p_alive_gap: float = Field(
         ge=0, le=1, description="Mean P(alive) of active minus long-silent repeat buyers must reach this."
     )
+    max_loss_to_baseline: float = Field(
+        default=0.0,
+        ge=0,
+        description="How far the model's holdout promotion metric may trail the naive baseline's (each customer's"
+        " own past purchase rate).",
+    )
 
     @model_validator(mode="after")
     def _silent_after_active(self) -> ClvGuardSettings:

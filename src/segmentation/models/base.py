@@ -92,10 +92,12 @@ FittedT = TypeVar("FittedT", bound=Fitted)
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Holdout metrics of one model, and small result tables stored beside the run (``tables/<name>.json``)."""
+    """Holdout metrics of one model, small result tables stored beside the run (``tables/<name>.json``), and the same
+    metrics of a baseline judged in the same pass (families whose baseline needs no fit: CLV's naive rate)."""
 
     metrics: dict[str, float]
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

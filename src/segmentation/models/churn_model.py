@@ -97,6 +97,7 @@ class ChurnFamily(ModelFamily[ChurnFrames, ChurnFitted, PipelineModel]):
             float(fitted.baseline_metrics.get(metric, float("nan"))),
             self.GREATER_IS_BETTER[metric],
             self.config.guards.max_loss_to_baseline,
+            "the recency-only baseline",
         )
         return [*fitted.findings, *([lost] if lost else [])]
 

@@ -20,10 +20,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from segmentation.config import ClvModelSettings
-from segmentation.models import clv, tracking
+from segmentation.models import clv, guarding, tracking
 from segmentation.models import clv_training as ct
 from segmentation.models.base import Evaluation, Fitted, ModelFamily, ScoringInputs
-from segmentation.models.clv.guards import implied_dropout
+from segmentation.models.clv.guards import GuardFinding, implied_dropout
 from segmentation.transforms.features import KEY
 
 SIGNATURE = tracking.signature(
@@ -202,7 +202,23 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
             frames.holdout_periods,
             self.config.frequency_table_max,
         )
-        return Evaluation(evaluation.metrics, {"holdout_by_frequency": evaluation.frequency_table})
+        return Evaluation(
+            evaluation.metrics, {"holdout_by_frequency": evaluation.frequency_table}, evaluation.baseline_metrics
+        )
+
+    def guard(self, fitted: ClvFitted, evaluation: Evaluation) -> list[GuardFinding]:
+        """The fit's findings, and ``loses_to_baseline`` when the model forecasts the holdout worse, on the promotion
+        metric, than each customer's own past purchase rate (by more than ``guards.max_loss_to_baseline``)."""
+        metric = self.config.promotion_metric
+        lost = guarding.loses_to_baseline(
+            metric,
+            float(evaluation.metrics.get(metric, math.nan)),
+            float(evaluation.baseline_metrics.get(metric, math.nan)),
+            self.GREATER_IS_BETTER[metric],
+            self.config.guards.max_loss_to_baseline,
+            "the naive baseline (each customer's own past purchase rate)",
+        )
+        return [*fitted.findings, *([lost] if lost else [])]
 
     def params(self, fitted: ClvFitted) -> dict[str, float]:
         return fitted.model.params()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from segmentation.models.clv.guards import GuardFinding
 
-__all__ = ["MEANINGS", "GuardFinding", "by_reason", "loses_to_baseline", "refusal_message"]
+__all__ = ["BASELINE_MEANINGS", "MEANINGS", "GuardFinding", "by_reason", "loses_to_baseline", "refusal_message"]
 
 MEANINGS: Mapping[str, str] = {
     "not_converged": "the fit did not settle on an answer, so its numbers cannot be relied on",
@@ -24,17 +24,29 @@ MEANINGS: Mapping[str, str] = {
     " from loyal ones",
     "p_alive_does_not_separate": "customers silent for months get about the same chance of still being active as"
     " recent buyers, so 'at risk' lists built on it would be wrong",
-    "loses_to_baseline": "it predicts churn worse than simply ranking customers by days since their last order",
+    "loses_to_baseline": "it predicts the holdout worse than its own simple baseline",
 }
 """Each guard's reason in words for the log; docs/models.md ("Guards") says what to do when one fires."""
 
+BASELINE_MEANINGS: Mapping[str, str] = {
+    "churn": "it predicts churn worse than simply ranking customers by days since their last order",
+    "clv": "it forecasts holdout purchases worse than simply carrying each customer's own past purchase rate forward",
+}
+"""``loses_to_baseline`` in words for the families whose baseline a reader knows by name."""
+
 
 def loses_to_baseline(
-    metric: str, value: float, baseline: float, greater_is_better: bool, max_loss: float
+    metric: str,
+    value: float,
+    baseline: float,
+    greater_is_better: bool,
+    max_loss: float,
+    baseline_name: str = "the baseline",
 ) -> GuardFinding | None:
     """A ``loses_to_baseline`` finding when the model trails its baseline on ``metric`` by more than ``max_loss``.
 
-    A model without a usable value loses; a baseline without one cannot be lost to.
+    A model without a usable value loses; a baseline without one cannot be lost to. ``baseline_name`` says which
+    baseline in the finding's detail ("the recency-only baseline").
     """
     if math.isnan(baseline):
         return None
@@ -42,7 +54,7 @@ def loses_to_baseline(
     if math.isnan(value) or loss > max_loss:
         return GuardFinding(
             "loses_to_baseline",
-            f"holdout {metric} {value:.4f} vs {baseline:.4f} for the recency-only baseline"
+            f"holdout {metric} {value:.4f} vs {baseline:.4f} for {baseline_name}"
             f" ({'higher' if greater_is_better else 'lower'} is better; allowed shortfall {max_loss:g})",
         )
     return None
@@ -58,7 +70,9 @@ def by_reason(findings: Iterable[GuardFinding]) -> dict[str, str]:
 
 def refusal_message(family: str, registered_model: str, version: str, finding: GuardFinding) -> str:
     """One log line: which model version was kept from ``@champion``, why in words, and the numbers seen."""
-    meaning = MEANINGS.get(finding.reason, finding.reason.replace("_", " "))
+    meaning = (BASELINE_MEANINGS if finding.reason == "loses_to_baseline" else {}).get(family) or MEANINGS.get(
+        finding.reason, finding.reason.replace("_", " ")
+    )
     return (
         f"{family} model {registered_model} v{version} is registered but NOT made champion: {meaning}"
         f" [guard {finding.reason}: {finding.detail}]"

@@ -113,7 +113,9 @@ def train_and_promote(
         run_params = family.run_params(fitted, frames)
     finally:
         frames.release()
-    metrics = {**evaluation.metrics, **fitted.metrics}
+    baseline_metrics = {**evaluation.baseline_metrics, **fitted.baseline_metrics}
+    metrics = {**evaluation.metrics, **{f"baseline_{k}": v for k, v in evaluation.baseline_metrics.items()}}
+    metrics.update(fitted.metrics)
     with stage(f"log {name} run") as info:
         record = tracking.log_training_run(
             run_name=f"{name} {as_of}",
@@ -141,5 +143,5 @@ def train_and_promote(
         params=params,
         metrics=metrics,
         key_metrics=family.KEY_METRICS,
-        baseline_metrics=dict(fitted.baseline_metrics),
+        baseline_metrics=baseline_metrics,
     )
