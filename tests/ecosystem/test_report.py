@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.delta, pytest.mark.e2e, pytest.mark
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-SECTIONS = ("sizes", "heatmap", "migration", "changes", "funnel", "scores", "audiences")
+SECTIONS = ("sizes", "heatmap", "migration", "changes", "funnel", "scores", "audiences", "models")
 
 
 class _Page(HTMLParser):
@@ -88,6 +88,7 @@ def test_report_embeds_every_chart_as_a_decodable_png(report_path, generated_run
     # A month without new orders moves nobody's RFM segment (the scores are ranks): then, and only then, the week's
     # entries and exits section says it has nothing to draw.
     quiet = {"changes"} if _rfm_changes_in_the_week(generated_run.lake) == 0 else set()
+    quiet.add("models")  # this run fills the predictions without training (tests/integration/test_train_score.py)
 
     assert page.section_ids == list(SECTIONS)
     assert page.remote == [], "the report must not fetch anything"
@@ -156,12 +157,13 @@ def test_sections_without_data_say_not_available(generated_run, spark):
 
 
 def test_report_on_an_empty_lake_renders_every_section_as_not_available(spark, conf_dir, tmp_path):
-    settings = load_settings(
-        [conf_dir / "local.yaml"], [f"outputs.path={tmp_path / 'nothing'}", f"outputs.report_dir={tmp_path}"]
-    )
+    store = tmp_path / "mlflow.db"
+    overrides = [f"outputs.path={tmp_path / 'nothing'}", f"outputs.report_dir={tmp_path}"]
+    settings = load_settings([conf_dir / "local.yaml"], [*overrides, f"mlflow.tracking_uri=sqlite:///{store}"])
     result = pipelines.run_report(spark, settings, AS_OF)
 
     assert result.unavailable == list(SECTIONS)
+    assert not store.exists()  # the report reads the registry, it never creates a tracking store
     page = parse(Path(result.path))
     assert page.images == []
     assert Path(result.path).read_text(encoding="utf-8").count(report.NOT_AVAILABLE) == len(SECTIONS)

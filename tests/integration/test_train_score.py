@@ -139,6 +139,32 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     assert clv_runs["metrics.holdout_mae"].nunique() == 1
 
 
+def test_report_models_section_reads_the_newest_version_and_champion_from_the_registry(trained):
+    from segmentation import report
+    from segmentation.report.inputs import ReportInputs
+
+    settings, second = trained["settings"], trained["second"]
+    statuses = {
+        f.name: tracking.model_status(settings.mlflow, f.name, f.promotion.registered_model)
+        for f in registry.families(settings)
+    }
+    clv, churn = statuses["clv"], statuses["churn"]
+    # clv: the second fit ties the first, which stays champion; churn: the second beat the first and took over.
+    assert (clv.latest_version, clv.champion_version, clv.promoted, clv.guards) == ("2", "1", False, {})
+    assert clv.latest_value == second.outcome("clv").metrics["holdout_mae"]
+    assert clv.baseline_value == second.outcome("clv").baseline_metrics["holdout_mae"] > clv.latest_value
+    assert clv.champion_value == pytest.approx(clv.latest_value)
+    assert (churn.latest_version, churn.champion_version, churn.promoted) == ("2", "2", True)
+    assert churn.champion_value == churn.latest_value == second.outcome("churn").metrics["auc"]
+    assert churn.run_name == f"churn {AS_OF}" and churn.metric == "auc"
+    assert tracking.model_status(settings.mlflow, "clv", "no_such_model") is None
+
+    section = report.models_section(ReportInputs(as_of=AS_OF, segments_df=None, models=[clv, churn]))
+    assert section.note is None and section.image is None
+    assert f"<td>v2 (clv {AS_OF})</td><td>holdout_mae</td><td>{clv.latest_value:.4f}</td>" in section.table
+    assert "<td>did not beat champion v1</td>" in section.table and "<td>champion</td>" in section.table
+
+
 def test_train_result_names_every_family_in_registry_order(trained):
     second = trained["second"]
     assert [o.name for o in second.outcomes] == list(registry.FAMILIES) == ["clv", "churn"]

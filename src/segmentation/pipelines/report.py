@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from pyspark.sql import SparkSession
 from segmentation import io
 from segmentation.config import Settings
 from segmentation.runs import JobRun, StageListener
+
+log = logging.getLogger(__name__)
 
 REPORT_TABLES = ("customer_segments", "segment_summary", "segment_migration", "campaign_audiences", "segment_changes")
 
@@ -49,15 +52,46 @@ def run_report(
             audiences_df=io.read_output(spark, out.table_path("campaign_audiences"), as_of),
             changes_df=_week_of_changes(spark, out.table_path("segment_changes"), as_of),
             table_versions=versions,
+            **_model_statuses(run),
         )
         with run.stage("report") as info:
             sections = report.build_sections(inputs, settings)
-            unavailable = [s.anchor for s in sections if s.image is None]
+            unavailable = [s.anchor for s in sections if s.image is None and s.table is None]
             info.update({"sections": len(sections), "not_available": ",".join(unavailable) or "none"})
         html = report.render_html(sections, inputs, settings)
         path = io.write_text(str(Path(out.report_dir) / f"segmentation_{as_of}.html"), html)
         run.message = f"report: {path}"
     return ReportResult(path, previous, unavailable)
+
+
+def _model_statuses(run: JobRun) -> dict:
+    """``models`` (newest version of each family's registered model) and ``models_note`` for :class:`ReportInputs`.
+
+    The registry is read, never written: a SQLite store that does not exist is not created, and a store that cannot
+    be read leaves the section with a note instead of failing the report.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from segmentation.models import registry, tracking
+
+    settings = run.settings
+    with run.stage("read model registry") as info:
+        if not tracking.store_exists(settings.mlflow):
+            info["models"] = 0
+            return {"models_note": f"no model trained yet: no tracking store at {settings.mlflow.tracking_uri}"}
+        try:
+            found = [
+                tracking.model_status(settings.mlflow, f.name, f.promotion.registered_model)
+                for f in registry.families(settings)
+            ]
+        except MlflowException as exc:
+            log.warning("report: model registry at %s not readable: %s", settings.mlflow.tracking_uri, exc)
+            return {"models_note": f"the model registry at {settings.mlflow.tracking_uri} could not be read: {exc}"}
+        statuses = [s for s in found if s is not None]
+        info["models"] = len(statuses)
+    if not statuses:
+        return {"models_note": "no model trained yet: run `segmentation train`"}
+    return {"models": statuses}
 
 
 def _week_of_changes(spark: SparkSession, path: str, as_of: dt.date):

@@ -37,6 +37,7 @@ from segmentation.report.html import (
     build_report,
     build_sections,
     changes_section,
+    models_section,
     render_html,
     segments_section,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "log_value",
     "migration_between",
     "migration_from_table",
+    "models_section",
     "plot_audiences",
     "plot_distributions",
     "plot_entries_exits",

@@ -10,6 +10,7 @@ import numpy as np
 import pyspark.sql.functions as F
 
 from segmentation.config import Settings
+from segmentation.models.clv.guards import GuardFinding
 from segmentation.report.aggregates import (
     GONE,
     HISTOGRAM_BINS,
@@ -231,7 +232,63 @@ def _sections(inputs: ReportInputs, settings: Settings) -> list[Section]:
         sections.append(Section("audiences", title, about, plot_audiences(arms), table))
     else:
         sections.append(_unavailable("audiences", title, about, "no campaign_audiences for this date"))
+    sections.append(models_section(inputs))
     return sections
+
+
+def _value(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def models_section(inputs: ReportInputs) -> Section:
+    """The newest version of each model next to its champion and baseline, and why a version was kept from champion."""
+    from segmentation.models import guarding
+
+    title = "Models"
+    about = (
+        "The newest trained version of each model, judged on its holdout against its own baseline and against the"
+        " champion that scores customers (re-evaluated on the same holdout). A version a guard refused is registered"
+        " but never becomes champion; docs/models.md says what to do about each guard."
+    )
+    if not inputs.models:
+        return _unavailable("models", title, about, inputs.models_note or "no model trained yet")
+    rows, refusals = [], []
+    for m in inputs.models:
+        if m.guards:
+            verdict = "refused by guard: " + ", ".join(m.guards)
+            refusals += [
+                guarding.refusal_message(m.family, m.registered_model, m.latest_version, GuardFinding(r, d))
+                for r, d in m.guards.items()
+            ]
+        elif m.promoted:
+            verdict = "champion"
+        else:
+            verdict = f"did not beat champion v{m.champion_version}" if m.champion_version else "not promoted"
+        champion = f"v{m.champion_version}" if m.champion_version else "none"
+        rows.append(
+            [
+                f"{m.family} ({m.registered_model})",
+                f"v{m.latest_version} ({m.run_name})",
+                m.metric,
+                _value(m.latest_value),
+                _value(m.baseline_value),
+                champion,
+                _value(m.champion_value),
+                verdict,
+            ]
+        )
+    headers = [
+        "model",
+        "newest version",
+        "metric",
+        "newest",
+        "baseline",
+        "champion",
+        "champion, same holdout",
+        "verdict",
+    ]
+    note = " ".join(refusals) or None
+    return Section("models", title, about, table=_table(headers, rows), note=note)
 
 
 CSS = """
@@ -270,7 +327,7 @@ def render_html(sections: Sequence[Section], inputs: ReportInputs, settings: Set
         if s.image:
             parts.append(f'<img alt="{html.escape(s.title)}" src="data:image/png;base64,{s.image}">')
         if s.note:
-            css = "note" if s.image is None else "info"
+            css = "note" if s.image is None else "info"  # a missing view, or a refused model, stands out
             parts.append(f'<p class="{css}">{html.escape(s.note)}</p>')
         if s.table:
             parts.append(s.table)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame
+
+if TYPE_CHECKING:
+    from segmentation.models.tracking import ModelStatus
 
 WEEK_DAYS = 7  # the entries-and-exits section covers the as-of date and the six days before it
 
@@ -28,3 +32,5 @@ class ReportInputs:
     audiences_df: DataFrame | None = None
     changes_df: DataFrame | None = None  # segment_changes (at least ``week_start(as_of)`` to as_of)
     table_versions: Mapping[str, int | None] = field(default_factory=dict)
+    models: list[ModelStatus] | None = None  # newest version of each trained model family; None: none trained here
+    models_note: str | None = None  # why ``models`` is None (no tracking store, store unreadable)
