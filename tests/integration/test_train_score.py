@@ -116,6 +116,7 @@ def test_build_leaves_the_predictions_for_score_to_fill(built, spark):
 
 def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     import mlflow
+    from PIL import Image, ImageStat
 
     settings = trained["settings"]
     tracking.configure(settings.mlflow)
@@ -134,6 +135,12 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     assert set(runs_df["tags.guarded"]) == {"false"}  # sound fits on the synthetic history: no guard fires
     assert set(runs_df["params.input_orders_version"]) == {"0"}
     assert set(runs_df["params.input_orders_path"]) == {io.qualify(settings.inputs.orders.path)}
+    # The calibration picture of every CLV run, a real PNG.
+    for run_id in clv_runs["run_id"]:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="images/holdout_by_frequency.png")
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size == (800, 450)
+            assert ImageStat.Stat(image.convert("L")).stddev[0] > 20  # lines and labels, not a blank canvas
     # Same data, same CLV configuration: the same fit, to the bit.
     assert clv_runs["params.bgnbd_r"].nunique() == 1
     assert clv_runs["metrics.holdout_mae"].nunique() == 1

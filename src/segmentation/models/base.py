@@ -166,6 +166,10 @@ class ModelFamily(ABC, Generic[FramesT, FittedT, ModelT]):
     def params(self, fitted: FittedT) -> dict[str, float]:
         """The fitted parameters worth reading ({} when the model has no handful of them, e.g. boosted trees)."""
 
+    def images(self, evaluation: Evaluation) -> dict[str, Any]:
+        """Diagnostic pictures of the holdout (matplotlib figures by name), logged as ``images/<name>.png``."""
+        return {}
+
     def guard(self, fitted: FittedT, evaluation: Evaluation) -> list[GuardFinding]:
         """Why this fit must not become champion (empty: nothing against it); the fit's findings by default.
 

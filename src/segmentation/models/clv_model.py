@@ -143,6 +143,28 @@ class ClvPredictor:
         return predict_frame(self.model, self.horizon, frame)
 
 
+def calibration_figure(rows: list[dict[str, Any]]) -> Any:
+    """Mean holdout purchases per customer by calibration frequency: actual, the model's and the naive forecast's
+    (the check of Fader, Hardie & Lee 2005), with the customers behind each point under the axis."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    ax.plot(x, [r["actual_mean"] for r in rows], "o-", color="#222222", label="actual")
+    ax.plot(x, [r["expected_mean"] for r in rows], "s--", color="#1f77b4", label="model")
+    if all("naive_mean" in r for r in rows):
+        ax.plot(x, [r["naive_mean"] for r in rows], "^:", color="#d62728", label="naive (own past rate)")
+    ax.set_xticks(x, [f"{r['frequency']}\n{r['customers']:,}" for r in rows])
+    ax.set_xlabel("repeat purchases in calibration (customers below)")
+    ax.set_ylabel("mean holdout purchases per customer")
+    ax.set_title("Holdout purchases by calibration frequency")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
     """BG/NBD + Gamma-Gamma, judged on holdout purchases (lower error wins)."""
 
@@ -205,6 +227,9 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
         return Evaluation(
             evaluation.metrics, {"holdout_by_frequency": evaluation.frequency_table}, evaluation.baseline_metrics
         )
+
+    def images(self, evaluation: Evaluation) -> dict[str, Any]:
+        return {"holdout_by_frequency": calibration_figure(evaluation.tables["holdout_by_frequency"])}
 
     def guard(self, fitted: ClvFitted, evaluation: Evaluation) -> list[GuardFinding]:
         """The fit's findings, and ``loses_to_baseline`` when the model forecasts the holdout worse, on the promotion

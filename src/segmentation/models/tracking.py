@@ -251,6 +251,7 @@ def log_training_run(
     min_improvement: float,
     champion: tuple[str, float] | None,
     guards: Mapping[str, str] | None = None,
+    images: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """One MLflow run: params, metrics, inputs, config, tables, the registered model; then maybe move the alias.
 
@@ -269,6 +270,7 @@ def log_training_run(
         champion: ``(version, value of the metric on this run's holdout)`` of the current champion, or None.
         guards: ``{reason: detail}`` of every guard that fired. Each becomes a tag ``guard.<reason>``; any one of
             them keeps the version from ``champion`` even when it beats the champion (tag ``beats_champion``).
+        images: matplotlib figures by name, stored as ``images/<name>.png``.
     """
     guards = dict(guards or {})
     challenger_value = float(metrics.get(metric, float("nan")))
@@ -295,6 +297,8 @@ def log_training_run(
         mlflow.log_dict(dict(config), "config/settings.yaml")
         for name, rows in tables.items():
             mlflow.log_dict({"rows": rows}, f"tables/{name}.json")
+        for name, figure in (images or {}).items():
+            mlflow.log_figure(figure, f"images/{name}.png")
         info = log_model()
         version = str(info.registered_model_version)
     client = mlflow.MlflowClient()

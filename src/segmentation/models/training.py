@@ -108,6 +108,7 @@ def train_and_promote(
         with stage(f"evaluate {name} holdout"):
             evaluation = family.evaluate(fitted.model, frames)
         findings = family.guard(fitted, evaluation)
+        images = family.images(evaluation)
         champion = champion_score(stage, family, frames, promotion)
         params = family.params(fitted)
         run_params = family.run_params(fitted, frames)
@@ -125,6 +126,7 @@ def train_and_promote(
             inputs=inputs,
             config=config,
             tables={**evaluation.tables, **fitted.tables},
+            images=images,
             log_model=lambda: family.log(fitted, promotion.registered_model),
             metric=promotion.metric,
             greater_is_better=promotion.greater_is_better,
