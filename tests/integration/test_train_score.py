@@ -135,12 +135,23 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     assert set(runs_df["tags.guarded"]) == {"false"}  # sound fits on the synthetic history: no guard fires
     assert set(runs_df["params.input_orders_version"]) == {"0"}
     assert set(runs_df["params.input_orders_path"]) == {io.qualify(settings.inputs.orders.path)}
-    # The calibration picture of every CLV run, a real PNG.
-    for run_id in clv_runs["run_id"]:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="images/holdout_by_frequency.png")
-        with Image.open(path) as image:
-            assert image.format == "PNG" and image.size == (800, 450)
-            assert ImageStat.Stat(image.convert("L")).stddev[0] > 20  # lines and labels, not a blank canvas
+    # The diagnostic pictures of every run, real PNGs with lines and labels on them (not a blank canvas).
+    pictures = {
+        "segmentation_clv": ["holdout_by_frequency"],
+        "segmentation_churn": ["holdout_roc_lift", "feature_importances"],
+    }
+    for run_id, model in zip(runs_df["run_id"], runs_df["tags.registered_model"], strict=True):
+        for name in pictures[model]:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"images/{name}.png")
+            with Image.open(path) as image:
+                assert image.format == "PNG" and image.size[0] >= 800 and image.size[1] >= 450, (name, image.size)
+                assert ImageStat.Stat(image.convert("L")).stddev[0] > 20, name
+    # The score bins the ROC is drawn from hold every holdout customer and every churned one.
+    bins = mlflow.artifacts.load_dict(f"runs:/{churn_runs['run_id'].iloc[-1]}/tables/holdout_score_bins.json")["rows"]
+    last = churn_runs.iloc[-1]
+    assert sum(b["customers"] for b in bins) == last["metrics.customers"]
+    assert sum(b["churned"] for b in bins) == pytest.approx(last["metrics.churn_rate"] * last["metrics.customers"])
+    assert all(0 <= b["bin"] < 100 for b in bins)
     # Same data, same CLV configuration: the same fit, to the bit.
     assert clv_runs["params.bgnbd_r"].nunique() == 1
     assert clv_runs["metrics.holdout_mae"].nunique() == 1

@@ -166,7 +166,7 @@ class ModelFamily(ABC, Generic[FramesT, FittedT, ModelT]):
     def params(self, fitted: FittedT) -> dict[str, float]:
         """The fitted parameters worth reading ({} when the model has no handful of them, e.g. boosted trees)."""
 
-    def images(self, evaluation: Evaluation) -> dict[str, Any]:
+    def images(self, fitted: FittedT, evaluation: Evaluation) -> dict[str, Any]:
         """Diagnostic pictures of the holdout (matplotlib figures by name), logged as ``images/<name>.png``."""
         return {}
 

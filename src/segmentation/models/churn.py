@@ -33,6 +33,7 @@ from segmentation.transforms.columns import day_number, utc_day
 from segmentation.transforms.features import KEY, customer_features
 
 LABEL = "churned"
+SCORE_BINS = 100  # score bins the ROC and lift pictures are drawn from (ties within a bin are one step of the curve)
 SCORE = "churn_probability"
 BASELINE_FEATURES = ("recency_days",)
 GREATER_IS_BETTER: Mapping[str, bool] = {"auc": True, "pr_auc": True, "lift_top_decile": True, "brier": False}
@@ -140,6 +141,13 @@ def with_churn_probability(model: PipelineModel, df: DataFrame) -> DataFrame:
 
 
 def evaluate(scored_df: DataFrame, relative_error: float = 0.001) -> dict[str, float]:
+    """The metrics of :func:`evaluate_with_bins`."""
+    return evaluate_with_bins(scored_df, relative_error)[0]
+
+
+def evaluate_with_bins(
+    scored_df: DataFrame, relative_error: float = 0.001
+) -> tuple[dict[str, float], list[dict[str, int]]]:
     """Holdout metrics of a scored, labelled frame, all computed in Spark.
 
     Lift in the top decile compares the churn rate among the 10% highest scores with the overall rate; the 90%
@@ -148,7 +156,9 @@ def evaluate(scored_df: DataFrame, relative_error: float = 0.001) -> dict[str, f
     covers (0.1 unless fewer customers score at or above the cut).
 
     Returns:
-        ``auc``, ``pr_auc``, ``brier``, ``lift_top_decile``, ``top_decile_share``, ``churn_rate``, ``customers``.
+        ``auc``, ``pr_auc``, ``brier``, ``lift_top_decile``, ``top_decile_share``, ``churn_rate``, ``customers``;
+        and customers and churned customers per score bin (``bin`` = floor(score × ``SCORE_BINS``), the top bin
+        holding a score of 1), from which ROC and lift curves are drawn.
     """
     df = scored_df.select(F.col(LABEL).cast("double").alias(LABEL), F.col(SCORE).cast("double").alias(SCORE))
     df = df.persist(StorageLevel.MEMORY_AND_DISK)
@@ -167,6 +177,12 @@ def evaluate(scored_df: DataFrame, relative_error: float = 0.001) -> dict[str, f
             F.count(F.when(at_cut, F.lit(1))).alias("at_n"),
             F.coalesce(F.sum(F.when(at_cut, F.col(LABEL))), F.lit(0.0)).alias("at_pos"),
         ).first()
+        bins = (
+            df.groupBy(F.least(F.floor(F.col(SCORE) * F.lit(SCORE_BINS)), F.lit(SCORE_BINS - 1)).alias("bin"))
+            .agg(F.count(F.lit(1)).alias("customers"), F.sum(LABEL).alias("churned"))
+            .orderBy("bin")
+            .collect()
+        )
     finally:
         df.unpersist()
     rate = row["rate"] or 0.0
@@ -184,7 +200,7 @@ def evaluate(scored_df: DataFrame, relative_error: float = 0.001) -> dict[str, f
         "top_decile_share": top_n / row["n"],
         "churn_rate": float(rate),
         "customers": float(row["n"]),
-    }
+    }, [{"bin": int(b["bin"]), "customers": int(b["customers"]), "churned": int(b["churned"])} for b in bins]
 
 
 def holdout_metrics(model: PipelineModel, labelled_df: DataFrame, relative_error: float = 0.001) -> dict[str, float]:
@@ -193,8 +209,19 @@ def holdout_metrics(model: PipelineModel, labelled_df: DataFrame, relative_error
     Raises:
         AnalysisException: the model needs a column the frame does not have (a feature that no longer exists).
     """
+    return holdout_evaluation(model, labelled_df, relative_error)[0]
+
+
+def holdout_evaluation(
+    model: PipelineModel, labelled_df: DataFrame, relative_error: float = 0.001
+) -> tuple[dict[str, float], list[dict[str, int]]]:
+    """:func:`evaluate_with_bins` of ``model`` on the holdout customers (metrics and score bins, one pass).
+
+    Raises:
+        AnalysisException: the model needs a column the frame does not have (a feature that no longer exists).
+    """
     holdout_df = labelled_df.where(F.col("is_holdout"))
-    return evaluate(with_churn_probability(model, holdout_df), relative_error)
+    return evaluate_with_bins(with_churn_probability(model, holdout_df), relative_error)
 
 
 @dataclass(frozen=True)

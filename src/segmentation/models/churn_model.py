@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
@@ -44,6 +45,50 @@ class ChurnFrames:
 @dataclass(frozen=True, kw_only=True)
 class ChurnFitted(Fitted[PipelineModel]):
     input_example: pd.DataFrame
+
+
+def roc_lift_figure(bins: list[dict[str, int]]) -> Any:
+    """ROC curve and cumulative lift of the holdout, from customers and churned customers per score bin (highest
+    scores first: targeting the riskiest customers first)."""
+    from matplotlib.figure import Figure
+
+    ordered = sorted(bins, key=lambda b: -b["bin"])
+    customers = np.cumsum([0] + [b["customers"] for b in ordered], dtype=float)
+    churned = np.cumsum([0] + [b["churned"] for b in ordered], dtype=float)
+    stayed = customers - churned
+    total, positives, negatives = customers[-1], churned[-1], stayed[-1]
+    fig = Figure(figsize=(10, 4.5), dpi=100)
+    roc, lift = fig.subplots(1, 2)
+    if positives and negatives:
+        roc.plot(stayed / negatives, churned / positives, "-", color="#1f77b4", label="model")
+    roc.plot([0, 1], [0, 1], ":", color="#888888", label="random")
+    roc.set(xlabel="share of customers who stayed", ylabel="share of churned customers found", title="ROC (holdout)")
+    reached = customers[1:] / total if total else customers[1:]
+    if total and positives:
+        lift.plot(reached, (churned[1:] / customers[1:]) / (positives / total), "-", color="#d62728")
+    lift.axhline(1.0, linestyle=":", color="#888888")
+    lift.set_xlim(0, 1)  # the curve starts at the share of the top score bin (ties cannot be split)
+    lift.set(xlabel="share of customers targeted, riskiest first", ylabel="churn rate / overall rate")
+    lift.set_title("Cumulative lift (holdout)")
+    for ax in (roc, lift):
+        ax.grid(alpha=0.3)
+    roc.legend()
+    fig.tight_layout()
+    return fig
+
+
+def importances_figure(features: list[str], importances: list[float]) -> Any:
+    """The trees' feature importances (share of the split gain), largest at the top."""
+    from matplotlib.figure import Figure
+
+    order = sorted(range(len(features)), key=lambda i: importances[i])
+    fig = Figure(figsize=(8, 0.3 * len(features) + 1.2), dpi=100)
+    ax = fig.add_subplot()
+    ax.barh([features[i] for i in order], [importances[i] for i in order], color="#1f77b4")
+    ax.set(xlabel="importance (share of split gain)", title="Churn model: feature importances")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 class ChurnFamily(ModelFamily[ChurnFrames, ChurnFitted, PipelineModel]):
@@ -83,9 +128,17 @@ class ChurnFamily(ModelFamily[ChurnFrames, ChurnFitted, PipelineModel]):
 
     def evaluate(self, model: PipelineModel, frames: ChurnFrames) -> Evaluation:
         try:
-            return Evaluation(churn.holdout_metrics(model, frames.labelled_df, self.config.quantile_relative_error))
+            metrics, bins = churn.holdout_evaluation(model, frames.labelled_df, self.config.quantile_relative_error)
+            return Evaluation(metrics, {"holdout_score_bins": bins})
         except AnalysisException as exc:
             raise CannotScoreError(f"the model cannot read the features at {frames.cutoff}: {exc}") from exc
+
+    def images(self, fitted: ChurnFitted, evaluation: Evaluation) -> dict[str, Any]:
+        importances = fitted.model.stages[-1].featureImportances.toArray()
+        return {
+            "holdout_roc_lift": roc_lift_figure(evaluation.tables["holdout_score_bins"]),
+            "feature_importances": importances_figure(list(self.config.features), list(importances)),
+        }
 
     def guard(self, fitted: ChurnFitted, evaluation: Evaluation) -> list[GuardFinding]:
         """The fit's findings, and ``loses_to_baseline`` when the model trails the recency-only baseline on the

@@ -228,7 +228,7 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
             evaluation.metrics, {"holdout_by_frequency": evaluation.frequency_table}, evaluation.baseline_metrics
         )
 
-    def images(self, evaluation: Evaluation) -> dict[str, Any]:
+    def images(self, fitted: ClvFitted, evaluation: Evaluation) -> dict[str, Any]:
         return {"holdout_by_frequency": calibration_figure(evaluation.tables["holdout_by_frequency"])}
 
     def guard(self, fitted: ClvFitted, evaluation: Evaluation) -> list[GuardFinding]:

@@ -108,7 +108,7 @@ def train_and_promote(
         with stage(f"evaluate {name} holdout"):
             evaluation = family.evaluate(fitted.model, frames)
         findings = family.guard(fitted, evaluation)
-        images = family.images(evaluation)
+        images = family.images(fitted, evaluation)
         champion = champion_score(stage, family, frames, promotion)
         params = family.params(fitted)
         run_params = family.run_params(fitted, frames)
