@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from pyspark.sql import DataFrame
 
 from segmentation.config import Settings
+from segmentation.models import guarding
 from segmentation.models.guarding import GuardFinding
 
 ModelT = TypeVar("ModelT")
@@ -53,6 +54,7 @@ class FamilySettings(Protocol):
     registered_model: str
     promotion_metric: str
     promotion_min_improvement: float
+    guards: Any  # a family with a BASELINE has guards.max_loss_to_baseline
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,11 @@ class Evaluation:
     baseline_metrics: dict[str, float] = field(default_factory=dict)
 
 
+def baseline_metrics(fitted: Fitted, evaluation: Evaluation) -> dict[str, float]:
+    """The baseline's holdout metrics: judged in the evaluation's pass (CLV) or trained beside the model (churn)."""
+    return {**evaluation.baseline_metrics, **fitted.baseline_metrics}
+
+
 @dataclass(frozen=True)
 class ScoringInputs:
     """What the ``score`` job gives every family: the valid orders and the ``customer_features`` of the date."""
@@ -124,12 +131,14 @@ class ModelFamily(ABC, Generic[FramesT, FittedT, ModelT]):
         GREATER_IS_BETTER: direction of every metric the configuration may name as ``promotion_metric``.
         SCORE_COLUMNS: the ``customer_segments`` columns ``score_columns`` fills.
         KEY_METRICS: the holdout metrics ``segmentation train`` prints.
+        BASELINE: the baseline the model must not lose to, in words (None: no baseline guard).
     """
 
     name: ClassVar[str]
     GREATER_IS_BETTER: ClassVar[Mapping[str, bool]]
     SCORE_COLUMNS: ClassVar[tuple[str, ...]]
     KEY_METRICS: ClassVar[tuple[str, ...]]
+    BASELINE: ClassVar[str | None] = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -171,11 +180,22 @@ class ModelFamily(ABC, Generic[FramesT, FittedT, ModelT]):
         return {}
 
     def guard(self, fitted: FittedT, evaluation: Evaluation) -> list[GuardFinding]:
-        """Why this fit must not become champion (empty: nothing against it); the fit's findings by default.
-
-        Families that judge the holdout too (against a baseline, say) add those findings here.
-        """
-        return list(fitted.findings)
+        """Why this fit must not become champion (empty: nothing against it): the fit's findings, and for a family
+        with a ``BASELINE``, ``loses_to_baseline`` when the model trails it on the promotion metric by more than
+        ``models.<family>.guards.max_loss_to_baseline``."""
+        findings = list(fitted.findings)
+        if self.BASELINE is None:
+            return findings
+        metric = self.config.promotion_metric
+        lost = guarding.loses_to_baseline(
+            metric,
+            float(evaluation.metrics.get(metric, float("nan"))),
+            float(baseline_metrics(fitted, evaluation).get(metric, float("nan"))),
+            self.GREATER_IS_BETTER[metric],
+            self.config.guards.max_loss_to_baseline,
+            self.BASELINE,
+        )
+        return [*findings, *([lost] if lost else [])]
 
     def run_params(self, fitted: FittedT, frames: FramesT) -> dict[str, Any]:
         """Settings that produced the fit (windows, hyperparameters, convergence), logged as run params."""

@@ -203,15 +203,6 @@ def evaluate_with_bins(
     }, [{"bin": int(b["bin"]), "customers": int(b["customers"]), "churned": int(b["churned"])} for b in bins]
 
 
-def holdout_metrics(model: PipelineModel, labelled_df: DataFrame, relative_error: float = 0.001) -> dict[str, float]:
-    """:func:`evaluate` of ``model`` on the holdout customers of a labelled frame.
-
-    Raises:
-        AnalysisException: the model needs a column the frame does not have (a feature that no longer exists).
-    """
-    return holdout_evaluation(model, labelled_df, relative_error)[0]
-
-
 def holdout_evaluation(
     model: PipelineModel, labelled_df: DataFrame, relative_error: float = 0.001
 ) -> tuple[dict[str, float], list[dict[str, int]]]:
@@ -248,7 +239,7 @@ def training_partitions(rows: int, rows_per_partition: int, parallelism: int) ->
 def fit_churn(labelled_df: DataFrame, settings: ChurnModelSettings) -> ChurnFit:
     """Fit the classifier and the baseline on the training customers; evaluate the baseline on the holdout.
 
-    The model's own holdout metrics come from :func:`holdout_metrics`, the same call that judges the champion.
+    The model's own holdout metrics come from :func:`holdout_evaluation`, the same call that judges the champion.
 
     Args:
         labelled_df: output of :func:`labelled_features` (features, ``churned``, ``is_holdout``).
@@ -276,7 +267,7 @@ def fit_churn(labelled_df: DataFrame, settings: ChurnModelSettings) -> ChurnFit:
         train_df = data.where(~F.col("is_holdout"))
         model = churn_pipeline(settings).fit(train_df)
         baseline = baseline_pipeline(settings).fit(train_df)
-        baseline_metrics = holdout_metrics(baseline, data, settings.quantile_relative_error)
+        baseline_metrics = holdout_evaluation(baseline, data, settings.quantile_relative_error)[0]
     finally:
         data.unpersist()
     return ChurnFit(model, baseline, baseline_metrics, int(train_n), int(holdout_n))

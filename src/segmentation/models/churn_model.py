@@ -20,9 +20,8 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
 from segmentation.config import ChurnModelSettings
-from segmentation.models import churn, guarding, tracking
+from segmentation.models import churn, tracking
 from segmentation.models.base import CannotScoreError, Evaluation, Fitted, ModelFamily, ScoringInputs
-from segmentation.models.guarding import GuardFinding
 from segmentation.transforms.features import KEY
 
 
@@ -98,6 +97,7 @@ class ChurnFamily(ModelFamily[ChurnFrames, ChurnFitted, PipelineModel]):
     GREATER_IS_BETTER = churn.GREATER_IS_BETTER
     SCORE_COLUMNS = (churn.SCORE,)
     KEY_METRICS = ("auc", "pr_auc", "brier", "lift_top_decile")
+    BASELINE = "the recency-only baseline"
 
     @property
     def config(self) -> ChurnModelSettings:
@@ -139,20 +139,6 @@ class ChurnFamily(ModelFamily[ChurnFrames, ChurnFitted, PipelineModel]):
             "holdout_roc_lift": roc_lift_figure(evaluation.tables["holdout_score_bins"]),
             "feature_importances": importances_figure(list(self.config.features), list(importances)),
         }
-
-    def guard(self, fitted: ChurnFitted, evaluation: Evaluation) -> list[GuardFinding]:
-        """The fit's findings, and ``loses_to_baseline`` when the model trails the recency-only baseline on the
-        promotion metric by more than ``models.churn.guards.max_loss_to_baseline``."""
-        metric = self.config.promotion_metric
-        lost = guarding.loses_to_baseline(
-            metric,
-            float(evaluation.metrics.get(metric, float("nan"))),
-            float(fitted.baseline_metrics.get(metric, float("nan"))),
-            self.GREATER_IS_BETTER[metric],
-            self.config.guards.max_loss_to_baseline,
-            "the recency-only baseline",
-        )
-        return [*fitted.findings, *([lost] if lost else [])]
 
     def params(self, fitted: ChurnFitted) -> dict[str, float]:
         return {}  # hundreds of trees: no handful of parameters worth reading; the run keeps the model

@@ -20,10 +20,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from segmentation.config import ClvModelSettings
-from segmentation.models import clv, guarding, tracking
+from segmentation.models import clv, tracking
 from segmentation.models import clv_training as ct
 from segmentation.models.base import Evaluation, Fitted, ModelFamily, ScoringInputs
-from segmentation.models.clv.guards import GuardFinding, implied_dropout
+from segmentation.models.clv.guards import implied_dropout
 from segmentation.transforms.features import KEY
 
 SIGNATURE = tracking.signature(
@@ -172,6 +172,7 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
     GREATER_IS_BETTER = ct.GREATER_IS_BETTER
     SCORE_COLUMNS = ("clv", "p_alive", "expected_purchases")
     KEY_METRICS = ("holdout_mae", "holdout_rmse", "holdout_actual_total", "holdout_predicted_total", "spend_mae")
+    BASELINE = "the naive baseline (each customer's own past purchase rate)"
 
     @property
     def config(self) -> ClvModelSettings:
@@ -230,20 +231,6 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
 
     def images(self, fitted: ClvFitted, evaluation: Evaluation) -> dict[str, Any]:
         return {"holdout_by_frequency": calibration_figure(evaluation.tables["holdout_by_frequency"])}
-
-    def guard(self, fitted: ClvFitted, evaluation: Evaluation) -> list[GuardFinding]:
-        """The fit's findings, and ``loses_to_baseline`` when the model forecasts the holdout worse, on the promotion
-        metric, than each customer's own past purchase rate (by more than ``guards.max_loss_to_baseline``)."""
-        metric = self.config.promotion_metric
-        lost = guarding.loses_to_baseline(
-            metric,
-            float(evaluation.metrics.get(metric, math.nan)),
-            float(evaluation.baseline_metrics.get(metric, math.nan)),
-            self.GREATER_IS_BETTER[metric],
-            self.config.guards.max_loss_to_baseline,
-            "the naive baseline (each customer's own past purchase rate)",
-        )
-        return [*fitted.findings, *([lost] if lost else [])]
 
     def params(self, fitted: ClvFitted) -> dict[str, float]:
         return fitted.model.params()

@@ -53,10 +53,14 @@ def artifact_location(settings: MlflowSettings) -> str | None:
     """
     if settings.artifact_location:
         return settings.artifact_location
+    store = _sqlite_file(settings.tracking_uri)
+    return None if store is None else str(store.resolve().parent / "mlartifacts")
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The file of a local SQLite tracking URI (``sqlite:///mlflow.db``); None for any other store."""
     prefix = "sqlite:///"
-    if settings.tracking_uri.startswith(prefix):
-        return str(Path(settings.tracking_uri[len(prefix) :]).resolve().parent / "mlartifacts")
-    return None
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 def configure(settings: MlflowSettings) -> str:
@@ -349,10 +353,8 @@ class ModelStatus:
 def store_exists(settings: MlflowSettings) -> bool:
     """False when the tracking store is a SQLite file that does not exist (nothing trained here; reading would
     create it); any other store is assumed to exist and answers for itself."""
-    uri = settings.tracking_uri
-    if not uri.startswith("sqlite:///"):
-        return True
-    return Path(uri.removeprefix("sqlite:///")).exists()
+    store = _sqlite_file(settings.tracking_uri)
+    return store is None or store.exists()
 
 
 def model_status(settings: MlflowSettings, family: str, registered_model: str) -> ModelStatus | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from segmentation.models import guarding, tracking
-from segmentation.models.base import CannotScoreError, Frames, ModelFamily, PromotionSettings
+from segmentation.models.base import CannotScoreError, Frames, ModelFamily, PromotionSettings, baseline_metrics
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def train_and_promote(
         run_params = family.run_params(fitted, frames)
     finally:
         frames.release()
-    baseline_metrics = {**evaluation.baseline_metrics, **fitted.baseline_metrics}
+    baselines = baseline_metrics(fitted, evaluation)
     metrics = {**evaluation.metrics, **{f"baseline_{k}": v for k, v in evaluation.baseline_metrics.items()}}
     metrics.update(fitted.metrics)
     with stage(f"log {name} run") as info:
@@ -145,5 +145,5 @@ def train_and_promote(
         params=params,
         metrics=metrics,
         key_metrics=family.KEY_METRICS,
-        baseline_metrics=baseline_metrics,
+        baseline_metrics=baselines,
     )
