@@ -1,5 +1,11 @@
 """One SparkSession for the whole test run: local[2], few shuffle partitions, UI off, real Delta.
 
+Expressions are evaluated by Spark's interpreter instead of generated Java (``spark.sql.codegen.wholeStage=false``,
+``spark.sql.codegen.factoryMode=NO_CODEGEN``, as Spark's own test suites run one of their modes): on test data of
+tens of rows, compiling the generated code of every query was about a quarter of a build's CPU, and the interpreted
+path gives the same results. Jobs the tests start as processes (the CLI, catalog, Spark Connect and cluster tests)
+run with the shipped configuration, code generation included.
+
 Delta's jars come from the cache ``make install`` fills (``$SEGMENTATION_JARS_DIR`` or ``.cache/jars``). Tables live
 in a temporary folder per test (``tmp_path``); MLflow tests use a SQLite store in their own temporary folder.
 """
@@ -36,6 +42,8 @@ def spark(tmp_path_factory):
             "spark.sql.execution.arrow.pyspark.enabled": "true",
             "spark.sql.session.timeZone": "UTC",
             "spark.databricks.delta.snapshotPartitions": "2",
+            "spark.sql.codegen.wholeStage": "false",
+            "spark.sql.codegen.factoryMode": "NO_CODEGEN",
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
         },
