@@ -137,7 +137,7 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     assert set(runs_df["params.input_orders_path"]) == {io.qualify(settings.inputs.orders.path)}
     # The diagnostic pictures of every run, real PNGs with lines and labels on them (not a blank canvas).
     pictures = {
-        "segmentation_clv": ["holdout_by_frequency"],
+        "segmentation_clv": ["holdout_by_frequency", "p_alive_by_recency", "cumulative_purchases"],
         "segmentation_churn": ["holdout_roc_lift", "feature_importances"],
     }
     for run_id, model in zip(runs_df["run_id"], runs_df["tags.registered_model"], strict=True):
@@ -152,6 +152,15 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     assert sum(b["customers"] for b in bins) == last["metrics.customers"]
     assert sum(b["churned"] for b in bins) == pytest.approx(last["metrics.churn_rate"] * last["metrics.customers"])
     assert all(0 <= b["bin"] < 100 for b in bins)
+    # The P(alive) bands hold every repeat buyer the fit saw once.
+    clv_last = clv_runs.iloc[-1]
+    bands = mlflow.artifacts.load_dict(f"runs:/{clv_last['run_id']}/tables/p_alive_by_recency.json")["rows"]
+    assert sum(b["customers"] for b in bands) == clv_last["metrics.repeat_customers"]
+    # The cumulative curve gains in the holdout exactly the holdout purchases the metrics counted another way.
+    curve = mlflow.artifacts.load_dict(f"runs:/{clv_last['run_id']}/tables/cumulative_purchases.json")["rows"]
+    at_end = next(r["actual"] for r in curve if r["period"] == -1)
+    assert curve[-1]["actual"] - at_end == clv_last["metrics.holdout_actual_total"]
+    assert curve[-1]["period_end"] == str(AS_OF)
     # Same data, same CLV configuration: the same fit, to the bit.
     assert clv_runs["params.bgnbd_r"].nunique() == 1
     assert clv_runs["metrics.holdout_mae"].nunique() == 1

@@ -59,3 +59,43 @@ def test_implied_dropout_of_each_family() -> None:
     assert implied_dropout("pareto_nbd", {"s": 1.0, "beta": 9.0}) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="unknown purchase model family"):
         implied_dropout("nbd", {})
+
+
+def _p_alive_bands(patterns: list[np.ndarray], weights: np.ndarray) -> list[dict]:
+    from segmentation.models import clv_training as ct
+
+    fit = clv.fit_bgnbd(*patterns, weights)
+    return ct.p_alive_by_recency(fit.params, (*patterns, weights), [28, 91, 182, 365], "weeks")
+
+
+def test_p_alive_by_recency_falls_with_silence_on_cdnow_and_is_flat_when_nobody_leaves() -> None:
+    cdnow = pd.read_csv(DATA)
+    patterns, weights = clv.collapse_patterns(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+    sound = _p_alive_bands(patterns, weights)
+    assert [r["silent_days"] for r in sound] == ["0-27", "28-90", "91-181", "182-364", "365+"]
+    # every repeat buyer in one band: counted from the file, not from the patterns
+    silence_days = (cdnow["T"] - cdnow["recency"])[cdnow["frequency"] > 0] * 7
+    expected = np.histogram(silence_days, bins=[0, 28, 91, 182, 365, np.inf])[0].tolist()
+    assert [r["customers"] for r in sound] == expected
+    assert sound[-1]["mean"] is None  # CDNOW's 39-week calibration has nobody silent a year
+    medians = [r["p50"] for r in sound if r["customers"]]
+    assert medians == sorted(medians, reverse=True) and medians[0] - medians[-1] > 0.5
+    for r in sound[:-1]:
+        assert r["p10"] <= r["p50"] <= r["p90"]
+
+    never, never_weights = _never_stop_buying(1_500, seed=7)
+    flat = [r for r in _p_alive_bands(never, never_weights) if r["customers"]]
+    assert len(flat) >= 3 and min(r["p10"] for r in flat) > 0.99
+
+
+def test_weighted_percentiles_of_p_alive_equal_those_of_the_expanded_customers() -> None:
+    from segmentation.models import clv_training as ct
+
+    rng = np.random.default_rng(3)
+    values, weights = rng.uniform(size=40), rng.integers(1, 9, size=40).astype(float)
+    got = ct._weighted_summary(values, weights)
+    customers = np.repeat(values, weights.astype(int))
+    for key, q in (("p10", 10), ("p50", 50), ("p90", 90)):
+        assert got[key] == pytest.approx(np.percentile(customers, q, method="inverted_cdf"))
+    assert got["mean"] == pytest.approx(customers.mean())
+    assert ct._weighted_summary(values[:0], weights[:0]) == dict.fromkeys(("mean", "p10", "p50", "p90"))

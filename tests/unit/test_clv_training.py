@@ -185,7 +185,10 @@ def test_family_judges_a_champion_in_its_own_time_unit(orders_df, settings_for):
     actuals_df = ct.holdout_actuals(orders_df, END, AS_OF, "days", "completed")
     expected = ct.evaluate_holdout(summary_df, actuals_df, BGNBD, GG, 30.0, settings.models.clv.frequency_table_max)
     assert got.metrics == pytest.approx(expected.metrics, rel=1e-12)
-    assert got.tables == {"holdout_by_frequency": expected.frequency_table}
+    assert got.tables["holdout_by_frequency"] == expected.frequency_table
+    daily = ct.repeat_curve(orders_df, END, AS_OF, "days", "completed")
+    assert got.tables["cumulative_purchases"] == ct.cumulative_purchases(daily, BGNBD)
+    assert got.tables["cumulative_purchases"][0]["period"] == -90  # d's first order, 2026-01-01, in days
 
 
 def test_family_score_columns_are_the_closed_forms_at_the_as_of_date(orders_df, settings_for):
@@ -201,3 +204,27 @@ def test_family_score_columns_are_the_closed_forms_at_the_as_of_date(orders_df, 
     expected = {r["customer_id"]: (r["clv"], r["p_alive"], r["expected_purchases"]) for r in expected_df.collect()}
     got = {r["customer_id"]: (r["clv"], r["p_alive"], r["expected_purchases"]) for r in got_df.collect()}
     assert got == expected and set(got) == {"a", "b", "c", "d"}
+
+
+def test_cumulative_repeat_purchases_count_calibration_customers_and_expect_births_times_the_curve(orders_df):
+    # Weeks back from the calibration end: d is born in week -13 and repeats in -9 and -5; a is born in -5 and repeats
+    # in -3, 0 and 2; b is born in -1; c is first seen in the holdout (left out); d's order after the as-of date too.
+    curve = ct.repeat_curve(orders_df, END, AS_OF, "weeks", "completed")
+    rows = ct.cumulative_purchases(curve, BGNBD)
+    assert [r["period"] for r in rows] == list(range(-13, 5))
+    repeats_by = {-9: 1, -5: 2, -3: 3, 0: 4, 2: 5}
+    running, want = 0, []
+    for period in range(-13, 5):
+        running = repeats_by.get(period, running)
+        want.append(running)
+    assert [r["actual"] for r in rows] == want
+    births = {-13: 1, -5: 1, -1: 1}
+    for r in rows:
+        expected = sum(
+            n * clv.unconditional_expected_purchases(BGNBD, float(r["period"] - c))
+            for c, n in births.items()
+            if c <= r["period"]
+        )
+        assert r["expected"] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert rows[12]["period"] == -1 and rows[12]["period_end"] == str(END)
+    assert rows[-1]["period_end"] == str(AS_OF)  # the last week is cut at the as-of date

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -61,10 +62,23 @@ class ClvModelSettings(_Frozen):
         ge=2, le=12, description="Average order values are rounded to this many digits for the fit."
     )
     frequency_table_max: int = Field(ge=1, description="Last row ('7+') of the actual-vs-expected table.")
+    p_alive_recency_days: list[int] = Field(
+        default=[28, 91, 182, 365],
+        min_length=1,
+        description="Where the bands of days since the last purchase start, after the first (0): the P(alive)-by-"
+        "recency diagnostic.",
+    )
     promotion_metric: ClvMetric
     promotion_min_improvement: float = Field(ge=0)
     max_iterations: int = Field(default=5000, gt=0)
     guards: ClvGuardSettings
+
+    @model_validator(mode="after")
+    def _recency_bands_increase(self) -> ClvModelSettings:
+        edges = self.p_alive_recency_days
+        if edges[0] <= 0 or any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ValueError(f"p_alive_recency_days must be positive and increasing, got {edges}")
+        return self
 
 
 class ChurnModelSettings(_Frozen):

@@ -10,6 +10,7 @@ as Spark columns. The fit carries its guard findings (:func:`.clv_training.guard
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,11 @@ class ClvFrames:
         """The same window in another time unit (a champion fitted in weeks is judged on weekly summaries)."""
         return ClvFrames.split(self.orders_df, self.as_of, self.calibration_end, time_unit, self.sale_status)
 
+    @functools.cached_property
+    def repeat_curve(self) -> ct.RepeatCurve:
+        """Purchases per period of the calibration customers, counted once however many models are judged on it."""
+        return ct.repeat_curve(self.orders_df, self.calibration_end, self.as_of, self.time_unit, self.sale_status)
+
     def release(self) -> None:
         self.summary_df.unpersist()
 
@@ -165,6 +171,61 @@ def calibration_figure(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
+def p_alive_figure(rows: list[dict[str, Any]]) -> Any:
+    """Repeat buyers' P(alive) by days since their last purchase: the 10th-90th percentile range, the median and the
+    mean per band, with the customers behind each band under the axis. A sound fit falls from left to right."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    shown = [(i, r) for i, r in enumerate(rows) if r["customers"]]
+    xs = [i for i, _ in shown]
+    ax.vlines(
+        xs,
+        [r["p10"] for _, r in shown],
+        [r["p90"] for _, r in shown],
+        color="#1f77b4",
+        lw=6,
+        alpha=0.35,
+        label="10th-90th percentile",
+    )
+    ax.plot(xs, [r["p50"] for _, r in shown], "_", color="#1f77b4", ms=22, mew=2, label="median")
+    ax.plot(xs, [r["mean"] for _, r in shown], "D", color="#222222", ms=5, label="mean")
+    ax.set_xticks(range(len(rows)), [f"{r['silent_days']}\n{r['customers']:,}" for r in rows])
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("days since the last purchase at the calibration end (repeat buyers below)")
+    ax.set_ylabel("P(alive)")
+    ax.set_title("P(alive) of repeat buyers by recency")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def cumulative_figure(rows: list[dict[str, Any]]) -> Any:
+    """Cumulative repeat purchases of the calibration customers, actual and expected, through the calibration window
+    and the holdout (the calibration end marked): where the model's line bends away shows when it loses the rhythm."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    days = [dt.date.fromisoformat(r["period_end"]) for r in rows]
+    ax.plot(days, [r["actual"] for r in rows], "-", color="#222222", label="actual")
+    ax.plot(days, [r["expected"] for r in rows], "--", color="#1f77b4", label="model")
+    holdout = [d for d, r in zip(days, rows, strict=True) if r["period"] == -1]
+    if holdout:
+        ax.axvline(holdout[0], color="#888888", ls=":", label="calibration end")
+    ax.set_xlabel("end of period")
+    ax.set_ylabel("cumulative repeat purchases")
+    ax.set_title("Repeat purchases of the calibration customers over time")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
 class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
     """BG/NBD + Gamma-Gamma, judged on holdout purchases (lower error wins)."""
 
@@ -206,7 +267,12 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
             metrics=metrics,
             details={"customers": fit.customers, "bgnbd_patterns": fit.bgnbd_patterns},
             findings=tuple(ct.guard_findings(fit, self.config.guards, frames.time_unit)),
-            tables={"standard_errors": se_rows},
+            tables={
+                "standard_errors": se_rows,
+                "p_alive_by_recency": ct.p_alive_by_recency(
+                    fit.bgnbd.params, fit.purchase_patterns, self.config.p_alive_recency_days, frames.time_unit
+                ),
+            },
             fit=fit,
         )
 
@@ -225,12 +291,18 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
             frames.holdout_periods,
             self.config.frequency_table_max,
         )
-        return Evaluation(
-            evaluation.metrics, {"holdout_by_frequency": evaluation.frequency_table}, evaluation.baseline_metrics
-        )
+        tables = {
+            "holdout_by_frequency": evaluation.frequency_table,
+            "cumulative_purchases": ct.cumulative_purchases(frames.repeat_curve, model.bgnbd),
+        }
+        return Evaluation(evaluation.metrics, tables, evaluation.baseline_metrics)
 
     def images(self, fitted: ClvFitted, evaluation: Evaluation) -> dict[str, Any]:
-        return {"holdout_by_frequency": calibration_figure(evaluation.tables["holdout_by_frequency"])}
+        return {
+            "holdout_by_frequency": calibration_figure(evaluation.tables["holdout_by_frequency"]),
+            "p_alive_by_recency": p_alive_figure(fitted.tables["p_alive_by_recency"]),
+            "cumulative_purchases": cumulative_figure(evaluation.tables["cumulative_purchases"]),
+        }
 
     def params(self, fitted: ClvFitted) -> dict[str, float]:
         return fitted.model.params()
