@@ -62,10 +62,10 @@ def test_implied_dropout_of_each_family() -> None:
 
 
 def _p_alive_bands(patterns: list[np.ndarray], weights: np.ndarray) -> list[dict]:
-    from segmentation.models import clv_training as ct
+    from segmentation.models import clv_diagnostics as diagnostics
 
     fit = clv.fit_bgnbd(*patterns, weights)
-    return ct.p_alive_by_recency(fit.params, (*patterns, weights), [28, 91, 182, 365], "weeks")
+    return diagnostics.p_alive_by_recency(fit.params, (*patterns, weights), [28, 91, 182, 365], "weeks")
 
 
 def test_p_alive_by_recency_falls_with_silence_on_cdnow_and_is_flat_when_nobody_leaves() -> None:
@@ -89,13 +89,13 @@ def test_p_alive_by_recency_falls_with_silence_on_cdnow_and_is_flat_when_nobody_
 
 
 def test_weighted_percentiles_of_p_alive_equal_those_of_the_expanded_customers() -> None:
-    from segmentation.models import clv_training as ct
+    from segmentation.models import clv_diagnostics as diagnostics
 
     rng = np.random.default_rng(3)
     values, weights = rng.uniform(size=40), rng.integers(1, 9, size=40).astype(float)
-    got = ct._weighted_summary(values, weights)
+    got = diagnostics.weighted_summary(values, weights)
     customers = np.repeat(values, weights.astype(int))
     for key, q in (("p10", 10), ("p50", 50), ("p90", 90)):
         assert got[key] == pytest.approx(np.percentile(customers, q, method="inverted_cdf"))
     assert got["mean"] == pytest.approx(customers.mean())
-    assert ct._weighted_summary(values[:0], weights[:0]) == dict.fromkeys(("mean", "p10", "p50", "p90"))
+    assert diagnostics.weighted_summary(values[:0], weights[:0]) == dict.fromkeys(("mean", "p10", "p50", "p90"))

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame
 
 from segmentation.config import ClvModelSettings
 from segmentation.models import clv, tracking
+from segmentation.models import clv_diagnostics as diagnostics
 from segmentation.models import clv_training as ct
 from segmentation.models.base import Evaluation, Fitted, ModelFamily, ScoringInputs
 from segmentation.models.clv.guards import implied_dropout
@@ -121,9 +122,11 @@ class ClvFrames:
         return ClvFrames.split(self.orders_df, self.as_of, self.calibration_end, time_unit, self.sale_status)
 
     @functools.cached_property
-    def repeat_curve(self) -> ct.RepeatCurve:
+    def repeat_curve(self) -> diagnostics.RepeatCurve:
         """Purchases per period of the calibration customers, counted once however many models are judged on it."""
-        return ct.repeat_curve(self.orders_df, self.calibration_end, self.as_of, self.time_unit, self.sale_status)
+        return diagnostics.repeat_curve(
+            self.orders_df, self.calibration_end, self.as_of, self.time_unit, self.sale_status
+        )
 
     def release(self) -> None:
         self.summary_df.unpersist()
@@ -147,83 +150,6 @@ class ClvPredictor:
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         return predict_frame(self.model, self.horizon, frame)
-
-
-def calibration_figure(rows: list[dict[str, Any]]) -> Any:
-    """Mean holdout purchases per customer by calibration frequency: actual, the model's and the naive forecast's
-    (the check of Fader, Hardie & Lee 2005), with the customers behind each point under the axis."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.5), dpi=100)
-    ax = fig.add_subplot()
-    x = np.arange(len(rows))
-    ax.plot(x, [r["actual_mean"] for r in rows], "o-", color="#222222", label="actual")
-    ax.plot(x, [r["expected_mean"] for r in rows], "s--", color="#1f77b4", label="model")
-    if all("naive_mean" in r for r in rows):
-        ax.plot(x, [r["naive_mean"] for r in rows], "^:", color="#d62728", label="naive (own past rate)")
-    ax.set_xticks(x, [f"{r['frequency']}\n{r['customers']:,}" for r in rows])
-    ax.set_xlabel("repeat purchases in calibration (customers below)")
-    ax.set_ylabel("mean holdout purchases per customer")
-    ax.set_title("Holdout purchases by calibration frequency")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def p_alive_figure(rows: list[dict[str, Any]]) -> Any:
-    """Repeat buyers' P(alive) by days since their last purchase: the 10th-90th percentile range, the median and the
-    mean per band, with the customers behind each band under the axis. A sound fit falls from left to right."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.5), dpi=100)
-    ax = fig.add_subplot()
-    shown = [(i, r) for i, r in enumerate(rows) if r["customers"]]
-    xs = [i for i, _ in shown]
-    ax.vlines(
-        xs,
-        [r["p10"] for _, r in shown],
-        [r["p90"] for _, r in shown],
-        color="#1f77b4",
-        lw=6,
-        alpha=0.35,
-        label="10th-90th percentile",
-    )
-    ax.plot(xs, [r["p50"] for _, r in shown], "_", color="#1f77b4", ms=22, mew=2, label="median")
-    ax.plot(xs, [r["mean"] for _, r in shown], "D", color="#222222", ms=5, label="mean")
-    ax.set_xticks(range(len(rows)), [f"{r['silent_days']}\n{r['customers']:,}" for r in rows])
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylim(-0.02, 1.05)
-    ax.set_xlabel("days since the last purchase at the calibration end (repeat buyers below)")
-    ax.set_ylabel("P(alive)")
-    ax.set_title("P(alive) of repeat buyers by recency")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
-def cumulative_figure(rows: list[dict[str, Any]]) -> Any:
-    """Cumulative repeat purchases of the calibration customers, actual and expected, through the calibration window
-    and the holdout (the calibration end marked): where the model's line bends away shows when it loses the rhythm."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.5), dpi=100)
-    ax = fig.add_subplot()
-    days = [dt.date.fromisoformat(r["period_end"]) for r in rows]
-    ax.plot(days, [r["actual"] for r in rows], "-", color="#222222", label="actual")
-    ax.plot(days, [r["expected"] for r in rows], "--", color="#1f77b4", label="model")
-    holdout = [d for d, r in zip(days, rows, strict=True) if r["period"] == -1]
-    if holdout:
-        ax.axvline(holdout[0], color="#888888", ls=":", label="calibration end")
-    ax.set_xlabel("end of period")
-    ax.set_ylabel("cumulative repeat purchases")
-    ax.set_title("Repeat purchases of the calibration customers over time")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    return fig
 
 
 class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
@@ -269,7 +195,7 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
             findings=tuple(ct.guard_findings(fit, self.config.guards, frames.time_unit)),
             tables={
                 "standard_errors": se_rows,
-                "p_alive_by_recency": ct.p_alive_by_recency(
+                "p_alive_by_recency": diagnostics.p_alive_by_recency(
                     fit.bgnbd.params, fit.purchase_patterns, self.config.p_alive_recency_days, frames.time_unit
                 ),
             },
@@ -293,15 +219,15 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
         )
         tables = {
             "holdout_by_frequency": evaluation.frequency_table,
-            "cumulative_purchases": ct.cumulative_purchases(frames.repeat_curve, model.bgnbd),
+            "cumulative_purchases": diagnostics.cumulative_purchases(frames.repeat_curve, model.bgnbd),
         }
         return Evaluation(evaluation.metrics, tables, evaluation.baseline_metrics)
 
     def images(self, fitted: ClvFitted, evaluation: Evaluation) -> dict[str, Any]:
         return {
-            "holdout_by_frequency": calibration_figure(evaluation.tables["holdout_by_frequency"]),
-            "p_alive_by_recency": p_alive_figure(fitted.tables["p_alive_by_recency"]),
-            "cumulative_purchases": cumulative_figure(evaluation.tables["cumulative_purchases"]),
+            "holdout_by_frequency": diagnostics.calibration_figure(evaluation.tables["holdout_by_frequency"]),
+            "p_alive_by_recency": diagnostics.p_alive_figure(fitted.tables["p_alive_by_recency"]),
+            "cumulative_purchases": diagnostics.cumulative_figure(evaluation.tables["cumulative_purchases"]),
         }
 
     def params(self, fitted: ClvFitted) -> dict[str, float]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,7 @@ def calibration_end(as_of: dt.date, settings: ClvModelSettings) -> dt.date:
     return end
 
 
-def _purchase_periods(orders_df: DataFrame, end: dt.date, time_unit: str, sale_status: str) -> DataFrame:
+def purchase_periods(orders_df: DataFrame, end: dt.date, time_unit: str, sale_status: str) -> DataFrame:
     """One row per customer and purchase period: ``(customer_id, period, spend)``; period -1 ends on ``end``."""
     anchor = day_number(end) + 1
     period = F.floor((utc_day(F.col("order_ts")) - F.lit(anchor)) / F.lit(DAYS_PER_PERIOD[time_unit])).cast("int")
@@ -70,7 +70,7 @@ def customer_summary(orders_df: DataFrame, end: dt.date, time_unit: str, sale_st
     ``monetary`` is the average spend of the repeat purchase periods (the first purchase is left out, as the
     Gamma-Gamma model assumes); null for customers without a repeat purchase.
     """
-    periods_df = _purchase_periods(orders_df, end, time_unit, sale_status).where(F.col("period") < 0)
+    periods_df = purchase_periods(orders_df, end, time_unit, sale_status).where(F.col("period") < 0)
     first = F.min("period")
     return (
         periods_df.groupBy(KEY)
@@ -93,7 +93,7 @@ def customer_summary(orders_df: DataFrame, end: dt.date, time_unit: str, sale_st
 
 def holdout_actuals(orders_df: DataFrame, end: dt.date, as_of: dt.date, time_unit: str, sale_status: str) -> DataFrame:
     """``(customer_id, holdout_purchases, holdout_spend)``: purchase periods and their mean spend in (end, as_of]."""
-    periods_df = _purchase_periods(orders_df, end, time_unit, sale_status)
+    periods_df = purchase_periods(orders_df, end, time_unit, sale_status)
     last_day_period = ((as_of - end).days - 1) // DAYS_PER_PERIOD[time_unit]
     in_holdout = (F.col("period") >= 0) & (F.col("period") <= F.lit(last_day_period))
     return (
@@ -167,51 +167,6 @@ def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
     px, pm, pw = (np.array([r[i] for r in pairs], dtype=float) for i in range(3))
     gamma_gamma = clv.fit_gamma_gamma(px, pm, pw, max_iterations=settings.max_iterations)
     return ClvFit(bgnbd, gamma_gamma, (x, t_x, age, w), (px, pm, pw))
-
-
-def p_alive_by_recency(
-    params: clv.BgNbdParams,
-    patterns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    band_starts_days: Sequence[int],
-    time_unit: str,
-) -> list[dict[str, Any]]:
-    """Repeat buyers' P(alive) at the calibration end by how long they had been silent, from the fit's patterns
-    ``(x, t_x, T, weight)`` in ``time_unit`` periods.
-
-    One row per band of days since the last purchase (``[0, s1), [s1, s2), ..., [sn, inf)``): the customers in it and
-    the customer-weighted mean and 10th, 50th and 90th percentiles of P(alive) (None for an empty band). A sound fit
-    falls as silence grows; a degenerate one ("nobody ever leaves") is flat at 1. One-time buyers are left out: the
-    model holds them alive by construction (they have not yet had a purchase after which to drop out).
-    """
-    x, t_x, age, w = (np.asarray(a, dtype=float) for a in patterns)
-    repeat = x > 0
-    x, t_x, age, w = x[repeat], t_x[repeat], age[repeat], w[repeat]
-    alive = np.asarray(clv.p_alive(params, x, t_x, age), dtype=float).reshape(-1)
-    silent_days = (age - t_x) * DAYS_PER_PERIOD[time_unit]
-    starts = [0, *band_starts_days]
-    rows = []
-    for low, high in zip(starts, [*starts[1:], math.inf], strict=True):
-        inside = (silent_days >= low) & (silent_days < high)
-        values, weights = alive[inside], w[inside]
-        row: dict[str, Any] = {
-            "silent_days": f"{low}-{high - 1}" if math.isfinite(high) else f"{low}+",
-            "customers": int(weights.sum()),
-        }
-        summary = _weighted_summary(values, weights)
-        rows.append({**row, **summary})
-    return rows
-
-
-def _weighted_summary(values: np.ndarray, weights: np.ndarray) -> dict[str, float | None]:
-    """Mean and 10th/50th/90th percentiles of ``values`` counted ``weights`` times (the lower value at a tie)."""
-    keys = ("mean", "p10", "p50", "p90")
-    if weights.sum() <= 0:
-        return dict.fromkeys(keys)
-    order = np.argsort(values, kind="stable")
-    ordered, cumulative = values[order], np.cumsum(weights[order])
-    total = cumulative[-1]
-    quantiles = [float(ordered[np.searchsorted(cumulative, q * total)]) for q in (0.1, 0.5, 0.9)]
-    return dict(zip(keys, [float(np.average(values, weights=weights)), *quantiles], strict=True))
 
 
 def guard_findings(fit: ClvFit, guards: ClvGuardSettings, time_unit: str) -> list[GuardFinding]:
@@ -360,73 +315,6 @@ def evaluate_holdout(
         for r in rows
     ]
     return HoldoutEvaluation(_error_metrics(rows, "", n, actual), table, _error_metrics(rows, "naive_", n, actual))
-
-
-@dataclass(frozen=True)
-class RepeatCurve:
-    """Calibration customers' first purchases (``births``) and repeat purchases (``repeats``) per period, from
-    ``first`` (the earliest first-purchase period) to the holdout's last; period 0 is the first after ``end``."""
-
-    end: dt.date
-    as_of: dt.date
-    days_per_period: int
-    first: int
-    births: np.ndarray
-    repeats: np.ndarray
-
-
-def repeat_curve(orders_df: DataFrame, end: dt.date, as_of: dt.date, time_unit: str, sale_status: str) -> RepeatCurve:
-    """Count, per period up to as-of, the first and the repeat purchase periods of the customers whose first purchase
-    falls in the calibration window (counted like the fit: purchase periods, the first apart). One shuffle by
-    customer; only ``(cohort, period)`` counts reach the driver. Customers first seen in the holdout are left out."""
-    from pyspark.sql import Window
-
-    days = DAYS_PER_PERIOD[time_unit]
-    last = ((as_of - end).days - 1) // days
-    up_to_as_of = orders_df.where(utc_day(F.col("order_ts")) <= F.lit(day_number(as_of)))
-    periods_df = _purchase_periods(up_to_as_of, end, time_unit, sale_status).where(F.col("period") <= F.lit(last))
-    counts = (
-        periods_df.select("period", F.min("period").over(Window.partitionBy(KEY)).alias("cohort"))
-        .where(F.col("cohort") < 0)
-        .groupBy("cohort", "period")
-        .count()
-        .collect()
-    )
-    first = min((r["cohort"] for r in counts), default=-1)
-    births, repeats = np.zeros(last + 1 - first), np.zeros(last + 1 - first)
-    for r in counts:
-        (births if r["period"] == r["cohort"] else repeats)[r["period"] - first] += r["count"]
-    return RepeatCurve(end, as_of, days, first, births, repeats)
-
-
-def cumulative_purchases(curve: RepeatCurve, bgnbd: clv.BgNbdParams) -> list[dict[str, Any]]:
-    """Cumulative repeat purchases of the calibration customers, actual and as the model expects, period by period.
-
-    A cohort of ``n`` customers whose first purchase is in period ``c`` is expected to have made ``n * E[X(p - c)]``
-    repeat purchases by the end of period ``p`` (:func:`clv.unconditional_expected_purchases`), so the expected curve
-    is the births convolved with ``E[X(age)]``: a model that tracks the actual curve through the calibration window and
-    on into the holdout has the aggregate purchase rhythm right.
-
-    Returns:
-        Rows ``period`` (0 = the first after the calibration end), ``period_end`` (its last day, at most as-of),
-        ``actual`` and ``expected`` (both cumulative); empty without a calibration customer.
-    """
-    if not curve.births.sum():
-        return []
-    ages = np.arange(len(curve.births), dtype=float)
-    by_age = np.asarray(clv.unconditional_expected_purchases(bgnbd, ages), dtype=float)
-    expected = np.convolve(curve.births, by_age)[: len(ages)]
-    actual = np.cumsum(curve.repeats)
-    days = curve.days_per_period
-    return [
-        {
-            "period": curve.first + i,
-            "period_end": str(min(curve.end + dt.timedelta(days=(curve.first + i + 1) * days), curve.as_of)),
-            "actual": float(a),
-            "expected": float(e),
-        }
-        for i, (a, e) in enumerate(zip(actual, expected, strict=True))
-    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
