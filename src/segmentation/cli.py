@@ -233,6 +233,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
     print(f"as-of {result.as_of}  orders version {result.orders_version}  tracking {settings.mlflow.tracking_uri}")
     for o in result.outcomes:
         print(f"{o.name}: {o.window}, run {o.run_id}")
+        if o.candidates:
+            metric = o.candidates[0].selection_metric
+            print(f"  {'candidate':<12}{metric:>14}{'guards':>8}  verdict")
+            for c in o.candidates:
+                value = c.metrics.get(metric, float("nan"))
+                verdict = "selected" if c.selected else ", ".join(c.guards) or "not selected"
+                print(f"  {c.name:<12}{value:>14.4f}{len(c.guards):>8}  {verdict}")
         if o.params:
             print("  " + "  ".join(f"{k}={v:.4g}" for k, v in o.params.items()))
         if o.baseline_metrics:

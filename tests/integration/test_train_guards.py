@@ -5,10 +5,10 @@ job runs per family, and reads the result back through the MLflow client: the ru
 and where the ``champion`` alias points.
 
 - CLV: a history of customers who buy at a constant rate and never stop makes BG/NBD conclude that nobody ever drops
-  out. That fit converges, is registered, and is refused although there is no champion to beat (it also forecasts
-  the holdout worse than carrying each customer's own past rate forward); a sound history
-  (every customer may stop after each purchase, with a chance that differs between customers) then passes every
-  guard and becomes the first champion.
+  out. That fit converges and is refused (it also forecasts the holdout worse than carrying each customer's own past
+  rate forward); every candidate is a nested run with its guard tags, and the one registered and made champion is a
+  candidate no guard refused. A sound history (every customer may stop after each purchase, with a chance that
+  differs between customers) then has a fitted purchase model pass every guard, be selected and replace it.
 - Churn: a label only recency predicts, and a model only allowed a feature that is the same for everyone. It loses
   to its own recency-only baseline and is refused even though there is no champion to beat.
 """
@@ -20,8 +20,10 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from segmentation.models import churn_model, clv_model, tracking
+from segmentation import report
+from segmentation.models import churn_model, clv_model, guarding, tracking
 from segmentation.models.training import train_and_promote
+from segmentation.report.inputs import ReportInputs
 from segmentation.runs import JobRun
 from tests.conftest import ORDER_COLUMNS, order_row
 
@@ -63,10 +65,17 @@ def _train(spark, settings, family, rows):
     )
 
 
-def test_bgnbd_that_says_nobody_drops_out_is_registered_but_never_champion(spark, settings_for, caplog):
+def _candidate_runs(client, run_id: str) -> dict[str, object]:
+    experiment = client.get_run(run_id).info.experiment_id
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    return {r.data.tags["candidate"]: r for r in children}
+
+
+def test_purchase_models_that_say_nobody_drops_out_are_refused_and_a_sound_candidate_is_champion(
+    spark, settings_for, caplog
+):
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     settings = settings_for()
     tracking.configure(settings.mlflow)
@@ -76,64 +85,90 @@ def test_bgnbd_that_says_nobody_drops_out_is_registered_but_never_champion(spark
 
     with caplog.at_level("WARNING", logger="segmentation.models.training"):
         degenerate = _train(spark, settings, family, _history(400, 1, never_stop=True, prefix="n"))
-    # No champion to beat, so without the guards this version would have become champion.
-    assert degenerate.version == 1 and degenerate.promotion.champion_version is None
-    assert not degenerate.promotion.promoted
-    with pytest.raises(MlflowException):
-        client.get_model_version_by_alias(name, tracking.CHAMPION)
-    tags = client.get_run(degenerate.run_id).data.tags
-    assert (tags["guarded"], tags["promoted"], tags["beats_champion"]) == ("true", "false", "true")
-    assert {"guard.degenerate_dropout", "guard.p_alive_does_not_separate"} <= set(tags), sorted(tags)
-    assert "guard.not_converged" not in tags  # the optimiser converged: only the guards see the problem
-    assert tags["guard.degenerate_dropout"].startswith("purchase model (BG/NBD): implied drop-out probability")
-    version_tags = client.get_model_version(name, "1").tags
-    assert (version_tags["guarded"], version_tags["promoted"]) == ("true", "false")
-    assert {"degenerate_dropout", "p_alive_does_not_separate"} <= set(version_tags["guard_reasons"].split(","))
 
-    # A sound history: the fit passes every guard and becomes the first champion.
-    sound = _train(spark, settings, family, _history(400, 1, never_stop=False, prefix="s"))
-    assert (sound.version, sound.promotion.promoted, sound.promotion.guards) == (2, True, ())
-    assert str(client.get_model_version_by_alias(name, tracking.CHAMPION).version) == "2"
-    assert client.get_run(sound.run_id).data.tags["guarded"] == "false"
-    # Against the naive forecast (each customer's own past rate carried forward, judged in the same pass): customers
-    # who never stop are what it assumes, and it forecasts their holdout better than the degenerate fit; on the sound
-    # history, where customers do stop, the model is far better than it.
-    assert degenerate.baseline_metrics["holdout_mae"] < degenerate.metrics["holdout_mae"]
-    assert tags["guard.loses_to_baseline"] == (
-        f"holdout holdout_mae {degenerate.metrics['holdout_mae']:.4f} vs"
-        f" {degenerate.baseline_metrics['holdout_mae']:.4f} for the naive baseline (each customer's own past purchase"
-        " rate) (lower is better; allowed shortfall 0)"
-    )
-    assert sound.metrics["holdout_mae"] < 0.7 * sound.baseline_metrics["holdout_mae"]
-    logged = client.get_run(sound.run_id).data.metrics
-    assert logged["baseline_holdout_mae"] == pytest.approx(sound.baseline_metrics["holdout_mae"])
-
-    # One warning per guard, naming the version and saying what it means.
-    warnings = [r.getMessage() for r in caplog.records if r.name == "segmentation.models.training"]
-    assert any(
-        f"{name} v1 is registered but NOT made champion: the model says almost no customer ever stops buying" in w
-        for w in warnings
-    ), warnings
-    assert any(
-        f"{name} v1 is registered but NOT made champion: it forecasts holdout purchases worse than simply carrying"
-        " each customer's own past purchase rate forward [guard loses_to_baseline: holdout holdout_mae" in w
-        for w in warnings
-    ), warnings
-    assert len(warnings) == len(degenerate.promotion.guards)
-
-    # Standard errors: finite for the sound fit; the degenerate fit cannot pin its drop-out parameters down.
-    sound_metrics = client.get_run(sound.run_id).data.metrics
-    assert all(sound_metrics[f"bgnbd_{p}_se"] > 0 for p in ("r", "alpha", "a", "b")), sound_metrics
-    assert sound_metrics["bgnbd_implied_dropout"] > settings.models.clv.guards.min_dropout
-    rows = {
-        r["parameter"]: r
-        for r in mlflow.artifacts.load_dict(f"runs:/{degenerate.run_id}/tables/standard_errors.json")["rows"]
+    # Every candidate is a nested run of the training run, with its parameters, fit and holdout metrics, guard tags.
+    runs = _candidate_runs(client, degenerate.run_id)
+    assert set(runs) == {"bgnbd", "mbgnbd", "naive"}
+    for candidate, run in runs.items():
+        assert {"holdout_mae", "holdout_rmse", "gg_log_likelihood"} <= set(run.data.metrics), candidate
+        if candidate != "naive":
+            assert {"log_likelihood", "aic", "bic", f"{candidate}_implied_dropout"} <= set(run.data.metrics)
+            assert {f"{candidate}_{p}" for p in ("r", "alpha", "a", "b")} <= set(run.data.params)
+    bgnbd = runs["bgnbd"].data.tags
+    assert (bgnbd["guarded"], bgnbd["selected"]) == ("true", "false")
+    assert {"guard.degenerate_dropout", "guard.p_alive_does_not_separate", "guard.loses_to_baseline"} <= set(bgnbd)
+    assert "guard.not_converged" not in bgnbd  # the optimiser converged: only the guards see the problem
+    assert bgnbd["guard.degenerate_dropout"].startswith("purchase model (BG/NBD): implied drop-out probability")
+    bgnbd_metrics = runs["bgnbd"].data.metrics
+    assert bgnbd_metrics["aic"] == pytest.approx(8 - 2 * bgnbd_metrics["log_likelihood"])
+    assert bgnbd_metrics["bic"] == pytest.approx(4 * np.log(400) - 2 * bgnbd_metrics["log_likelihood"])
+    # The candidate registered is one no guard refused, and it becomes the first champion.
+    selected = [c for c, run in runs.items() if run.data.tags["selected"] == "true"]
+    parent = client.get_run(degenerate.run_id).data
+    assert selected == [parent.tags["selected_candidate"]] == [parent.params["purchase_model"]]
+    assert runs[selected[0]].data.tags["guarded"] == "false"
+    assert (degenerate.version, degenerate.promotion.promoted, degenerate.promotion.guards) == (1, True, ())
+    assert str(client.get_model_version_by_alias(name, tracking.CHAMPION).version) == "1"
+    champion = family.load(f"models:/{name}@{tracking.CHAMPION}")
+    assert champion.purchase == selected[0] != "bgnbd"
+    # Customers who never stop are what the naive rate assumes: it forecasts their holdout better than BG/NBD.
+    assert degenerate.baseline_metrics["holdout_mae"] < bgnbd_metrics["holdout_mae"]
+    assert degenerate.metrics["holdout_mae"] <= degenerate.baseline_metrics["holdout_mae"] + 1e-12
+    table = {
+        r["candidate"]: r
+        for r in mlflow.artifacts.load_dict(f"runs:/{degenerate.run_id}/tables/candidates.json")["rows"]
     }
-    assert set(rows) == {"bgnbd_r", "bgnbd_alpha", "bgnbd_a", "bgnbd_b", "gg_p", "gg_q", "gg_v"}
-    assert rows["bgnbd_a"]["value"] < 1e-3
-    assert all(rows[f"bgnbd_{p}"]["standard_error"] is None for p in ("r", "alpha", "a", "b")), rows
-    assert all(rows[f"gg_{p}"]["standard_error"] > 0 for p in ("p", "q", "v")), rows  # spend is fitted fine
-    assert "bgnbd_a_se" not in client.get_run(degenerate.run_id).data.metrics
+    assert set(table) == set(runs) and table[selected[0]]["selected"]
+    assert table["bgnbd"]["holdout_mae"] == pytest.approx(bgnbd_metrics["holdout_mae"])
+    assert parent.metrics["bgnbd_aic"] == pytest.approx(bgnbd_metrics["aic"])
+
+    # One warning line per refused candidate, naming it and saying what each guard means.
+    warnings = [r.getMessage() for r in caplog.records if r.name == "segmentation.models.training"]
+    assert (
+        "clv candidate bgnbd is not selected: the model says almost no customer ever stops buying, so it cannot tell"
+        f" lapsing customers from loyal ones [guard degenerate_dropout: {bgnbd['guard.degenerate_dropout']}]"
+    ) in warnings, warnings
+    assert (
+        "clv candidate bgnbd is not selected: it forecasts holdout purchases worse than simply carrying each"
+        f" customer's own past purchase rate forward [guard loses_to_baseline: {bgnbd['guard.loses_to_baseline']}]"
+    ) in warnings, warnings
+    refused = [c for c, run in runs.items() if run.data.tags["guarded"] == "true"]
+    assert len(warnings) == sum(len([k for k in runs[c].data.tags if k.startswith("guard.")]) for c in refused)
+
+    # The report's Models section names each refused candidate in words, and shows the run's pictures.
+    status = tracking.model_status(settings.mlflow, "clv", name)
+    section = report.models_section(ReportInputs(as_of=AS_OF, segments_df=None, models=[status]))
+    assert f"clv v1: candidate bgnbd was not selected: {guarding.MEANINGS['parameter_at_bound']}" in section.note
+    assert (
+        "[guard parameter_at_bound, degenerate_dropout, p_alive_does_not_separate, loses_to_baseline;" in section.note
+    )
+    assert f"<td>v1 (clv {AS_OF}, {selected[0]})</td>" in section.table and "<td>champion</td>" in section.table
+    assert [c for c, _ in section.gallery] == ["clv v1: cumulative purchases", "clv v1: holdout by frequency"] + (
+        [] if selected[0] == "naive" else ["clv v1: p alive by recency"]
+    )
+
+    # Standard errors: the degenerate BG/NBD fit cannot pin its drop-out parameters down.
+    assert all(f"bgnbd_{p}_se" not in bgnbd_metrics for p in ("r", "alpha", "a", "b")), bgnbd_metrics
+    assert all(bgnbd_metrics[f"gg_{p}_se"] > 0 for p in ("p", "q", "v"))  # spend is fitted fine
+
+    # A sound history (customers do stop): a fitted purchase model passes every guard, is selected and beats the
+    # champion (the naive rate judged on the same holdout) by far.
+    sound = _train(spark, settings, family, _history(400, 1, never_stop=False, prefix="s"))
+    sound_runs = _candidate_runs(client, sound.run_id)
+    chosen = [c for c, run in sound_runs.items() if run.data.tags["selected"] == "true"]
+    assert chosen and chosen[0] in ("bgnbd", "mbgnbd"), chosen
+    assert (sound.version, sound.promotion.promoted, sound.promotion.guards) == (2, True, ())
+    assert sound.promotion.champion_version == "1"
+    assert str(client.get_model_version_by_alias(name, tracking.CHAMPION).version) == "2"
+    assert sound.metrics["holdout_mae"] < 0.7 * sound.baseline_metrics["holdout_mae"]
+    sound_metrics = client.get_run(sound.run_id).data.metrics
+    assert sound_metrics["baseline_holdout_mae"] == pytest.approx(sound.baseline_metrics["holdout_mae"])
+    assert all(sound_metrics[f"{chosen[0]}_{p}_se"] > 0 for p in ("r", "alpha", "a", "b")), sound_metrics
+    assert sound_metrics[f"{chosen[0]}_implied_dropout"] > settings.models.clv.guards.min_dropout
+    # The selection metric picked the best sound candidate.
+    sound_fitted = [c for c in sound_runs if sound_runs[c].data.tags["guarded"] == "false" and c != "naive"]
+    best = min(sound_fitted, key=lambda c: sound_runs[c].data.metrics["holdout_mae"])
+    assert chosen == [best]
 
 
 def test_churn_model_that_loses_to_its_recency_baseline_is_not_promoted(spark, settings_for, caplog):

@@ -10,6 +10,7 @@ downstream readers do) shows every job of the date complete.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 import numpy as np
@@ -120,16 +121,36 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
 
     settings = trained["settings"]
     tracking.configure(settings.mlflow)
-    runs_df = mlflow.search_runs(order_by=["attributes.start_time ASC"])
+    every_run = mlflow.search_runs(order_by=["attributes.start_time ASC"])
+    runs_df = every_run[every_run["tags.mlflow.parentRunId"].isna()]
     assert list(runs_df["tags.mlflow.runName"]) == [f"clv {AS_OF}", f"churn {AS_OF}"] * 2
     clv_runs = runs_df[runs_df["tags.registered_model"] == "segmentation_clv"]
     churn_runs = runs_df[runs_df["tags.registered_model"] == "segmentation_churn"]
-    for metric in ("holdout_mae", "holdout_rmse", "spend_mae", "bgnbd_log_likelihood"):
+    for metric in ("holdout_mae", "holdout_rmse", "spend_mae", "log_likelihood", "aic", "bic"):
         assert clv_runs[f"metrics.{metric}"].notna().all(), metric
     for metric in ("auc", "pr_auc", "brier", "lift_top_decile", "baseline_auc"):
         assert churn_runs[f"metrics.{metric}"].notna().all(), metric
-    for name in ("bgnbd_r", "bgnbd_alpha", "bgnbd_a", "bgnbd_b", "gg_p", "gg_q", "gg_v"):
+    (purchase,) = set(clv_runs["params.purchase_model"])  # the same data selects the same candidate twice
+    assert purchase in ("bgnbd", "mbgnbd")
+    for name in (f"{purchase}_{p}" for p in ("r", "alpha", "a", "b")):
         assert clv_runs[f"params.{name}"].astype(float).gt(0).all(), name
+    for name in ("gg_p", "gg_q", "gg_v"):
+        assert clv_runs[f"params.{name}"].astype(float).gt(0).all(), name
+    # Each CLV run has one nested run per candidate, comparable across the two runs; churn fits one model.
+    children = every_run[every_run["tags.mlflow.parentRunId"].notna()]
+    assert set(children["tags.mlflow.parentRunId"]) == set(clv_runs["run_id"])
+    for run_id in clv_runs["run_id"]:
+        mine = children[children["tags.mlflow.parentRunId"] == run_id].set_index("tags.candidate")
+        assert sorted(mine.index) == ["bgnbd", "mbgnbd", "naive"]
+        assert list(mine.index[mine["tags.selected"] == "true"]) == [purchase]
+        assert set(mine["tags.guarded"]) <= {"true", "false"} and mine.loc[purchase, "tags.guarded"] == "false"
+        assert (
+            mine.loc[purchase, "metrics.holdout_mae"] == clv_runs.set_index("run_id").loc[run_id, "metrics.holdout_mae"]
+        )
+        for fitted in ("bgnbd", "mbgnbd"):
+            assert mine.loc[fitted, "metrics.aic"] == pytest.approx(8 - 2 * mine.loc[fitted, "metrics.log_likelihood"])
+    pairs = children.groupby("tags.candidate")["metrics.holdout_mae"].nunique()
+    assert (pairs == 1).all(), pairs  # same data, same candidates: the same numbers in both runs
     assert set(clv_runs["params.time_unit"]) == {"weeks"}
     assert set(churn_runs["params.cutoff"]) == {str(AS_OF - dt.timedelta(days=90))}
     assert set(runs_df["tags.guarded"]) == {"false"}  # sound fits on the synthetic history: no guard fires
@@ -162,7 +183,7 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     assert curve[-1]["actual"] - at_end == clv_last["metrics.holdout_actual_total"]
     assert curve[-1]["period_end"] == str(AS_OF)
     # Same data, same CLV configuration: the same fit, to the bit.
-    assert clv_runs["params.bgnbd_r"].nunique() == 1
+    assert clv_runs[f"params.{purchase}_r"].nunique() == 1
     assert clv_runs["metrics.holdout_mae"].nunique() == 1
 
 
@@ -188,7 +209,18 @@ def test_report_models_section_reads_the_newest_version_and_champion_from_the_re
 
     section = report.models_section(ReportInputs(as_of=AS_OF, segments_df=None, models=[clv, churn]))
     assert section.note is None and section.image is None
-    assert f"<td>v2 (clv {AS_OF})</td><td>holdout_mae</td><td>{clv.latest_value:.4f}</td>" in section.table
+    (selected,) = [c["candidate"] for c in clv.candidates if c["selected"]]
+    assert [c["candidate"] for c in clv.candidates] == ["bgnbd", "mbgnbd", "naive"]
+    assert f"<td>v2 (clv {AS_OF}, {selected})</td><td>holdout_mae</td><td>{clv.latest_value:.4f}</td>" in section.table
+    # The newest versions' diagnostic pictures, as logged in MLflow, under the table.
+    assert [caption for caption, _ in section.gallery] == [
+        "clv v2: cumulative purchases",
+        "clv v2: holdout by frequency",
+        "clv v2: p alive by recency",
+        "churn v2: feature importances",
+        "churn v2: holdout roc lift",
+    ]
+    assert all(base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n" for _, png in section.gallery)
     assert "<td>did not beat champion v1</td>" in section.table and "<td>champion</td>" in section.table
 
 
@@ -196,7 +228,10 @@ def test_train_result_names_every_family_in_registry_order(trained):
     second = trained["second"]
     assert [o.name for o in second.outcomes] == list(registry.FAMILIES) == ["clv", "churn"]
     assert second.outcome("clv").window == f"calibration up to {AS_OF - dt.timedelta(days=90)}"
-    assert set(second.outcome("clv").params) == {"bgnbd_r", "bgnbd_alpha", "bgnbd_a", "bgnbd_b", "gg_p", "gg_q", "gg_v"}
+    clv_outcome = second.outcome("clv")
+    (selected,) = [c.name for c in clv_outcome.candidates if c.selected]
+    assert set(clv_outcome.params) == {f"{selected}_{p}" for p in ("r", "alpha", "a", "b")} | {"gg_p", "gg_q", "gg_v"}
+    assert [c.name for c in clv_outcome.candidates] == ["bgnbd", "mbgnbd", "naive"]
     for outcome in second.outcomes:
         assert set(outcome.key_metrics) <= set(outcome.metrics), outcome.name
 
@@ -301,7 +336,10 @@ def test_pyfunc_model_predicts_from_the_registry(trained):
     frame = pd.DataFrame({"frequency": [0, 3], "recency": [0, 20], "T": [10, 26], "monetary": [0.0, 85.5]})
     out = model.predict(frame)
     assert list(out.columns) == ["p_alive", "expected_purchases", "expected_spend", "clv"]
-    assert out["p_alive"].iloc[0] == 1.0 and (out["clv"] > 0).all()
+    champion = model.unwrap_python_model().model.model
+    if champion.purchase == "bgnbd":  # under BG/NBD a customer without a repeat purchase cannot have left yet
+        assert out["p_alive"].iloc[0] == 1.0
+    assert out["p_alive"].between(0, 1).all() and (out["clv"] > 0).all()
     assert model.metadata.signature == clv_model.SIGNATURE
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from segmentation.models import clv
 from segmentation.models.clv.guards import GuardLimits, check_purchase_fit, implied_dropout
+from segmentation.models.clv.purchase import PurchaseModel
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cdnow_summary.csv"
 LIMITS = GuardLimits(min_dropout=1e-3, max_param_ratio=1e4, active_periods=4, silent_periods=26, min_p_alive_gap=0.1)
@@ -65,7 +66,9 @@ def _p_alive_bands(patterns: list[np.ndarray], weights: np.ndarray) -> list[dict
     from segmentation.models import clv_diagnostics as diagnostics
 
     fit = clv.fit_bgnbd(*patterns, weights)
-    return diagnostics.p_alive_by_recency(fit.params, (*patterns, weights), [28, 91, 182, 365], "weeks")
+    return diagnostics.p_alive_by_recency(
+        PurchaseModel.of("bgnbd", fit.params), (*patterns, weights), [28, 91, 182, 365], "weeks"
+    )
 
 
 def test_p_alive_by_recency_falls_with_silence_on_cdnow_and_is_flat_when_nobody_leaves() -> None:

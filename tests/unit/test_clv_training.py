@@ -12,6 +12,7 @@ import pytest
 from segmentation.models import clv, clv_model
 from segmentation.models import clv_diagnostics as diagnostics
 from segmentation.models import clv_training as ct
+from segmentation.models.clv.purchase import PurchaseModel
 from tests.conftest import ORDER_COLUMNS, order_row
 
 pytestmark = [pytest.mark.spark]
@@ -188,7 +189,9 @@ def test_family_judges_a_champion_in_its_own_time_unit(orders_df, settings_for):
     assert got.metrics == pytest.approx(expected.metrics, rel=1e-12)
     assert got.tables["holdout_by_frequency"] == expected.frequency_table
     daily = diagnostics.repeat_curve(orders_df, END, AS_OF, "days", "completed")
-    assert got.tables["cumulative_purchases"] == diagnostics.cumulative_purchases(daily, BGNBD)
+    assert got.tables["cumulative_purchases"] == diagnostics.cumulative_purchases(
+        daily, PurchaseModel.of("bgnbd", BGNBD)
+    )
     assert got.tables["cumulative_purchases"][0]["period"] == -90  # d's first order, 2026-01-01, in days
 
 
@@ -211,7 +214,7 @@ def test_cumulative_repeat_purchases_count_calibration_customers_and_expect_birt
     # Weeks back from the calibration end: d is born in week -13 and repeats in -9 and -5; a is born in -5 and repeats
     # in -3, 0 and 2; b is born in -1; c is first seen in the holdout (left out); d's order after the as-of date too.
     curve = diagnostics.repeat_curve(orders_df, END, AS_OF, "weeks", "completed")
-    rows = diagnostics.cumulative_purchases(curve, BGNBD)
+    rows = diagnostics.cumulative_purchases(curve, PurchaseModel.of("bgnbd", BGNBD))
     assert [r["period"] for r in rows] == list(range(-13, 5))
     repeats_by = {-9: 1, -5: 2, -3: 3, 0: 4, 2: 5}
     running, want = 0, []

@@ -68,6 +68,15 @@ class ClvModelSettings(_Frozen):
         description="Where the bands of days since the last purchase start, after the first (0): the P(alive)-by-"
         "recency diagnostic.",
     )
+    candidates: list[Literal["bgnbd", "mbgnbd"]] = Field(
+        default=["bgnbd", "mbgnbd"],
+        min_length=1,
+        description="Purchase models fitted on the same patterns, each a nested run; the naive rate is always the"
+        " fallback candidate.",
+    )
+    selection_metric: ClvMetric | Literal["aic", "bic"] = Field(
+        default="holdout_mae", description="Picks the candidate to register among those no guard refused."
+    )
     promotion_metric: ClvMetric
     promotion_min_improvement: float = Field(ge=0)
     max_iterations: int = Field(default=5000, gt=0)
@@ -78,6 +87,8 @@ class ClvModelSettings(_Frozen):
         edges = self.p_alive_recency_days
         if edges[0] <= 0 or any(b <= a for a, b in itertools.pairwise(edges)):
             raise ValueError(f"p_alive_recency_days must be positive and increasing, got {edges}")
+        if len(set(self.candidates)) != len(self.candidates):
+            raise ValueError(f"candidates must not repeat a model, got {self.candidates}")
         return self
 
 

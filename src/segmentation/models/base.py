@@ -5,6 +5,8 @@ A family knows everything between the valid orders and a registered model versio
 - ``prepare``: the Spark frames it trains and evaluates on (per-customer summaries, features at a cut-off, ...);
 - ``fit``: a model from those frames, with what the fit says about itself (diagnostics, a baseline's metrics, guard
   findings);
+- ``select``: the holdout evaluation of the fit; a family that fits several candidates (CLV's purchase models) judges
+  each here and returns the one to register, with a record per candidate (nested MLflow runs);
 - ``guard``: why a fit must not become champion, from the fit and its holdout metrics (:mod:`.guarding`);
 - ``evaluate``: the holdout metrics of *any* model of the family on those frames, the challenger's and the current
   champion's alike, so both are judged on the same customers;
@@ -102,6 +104,36 @@ class Evaluation:
     baseline_metrics: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate a family judged before choosing, as its nested MLflow run records it.
+
+    Attributes:
+        name: the candidate (``bgnbd``, ``mbgnbd``, ``naive``).
+        params: its fitted parameters.
+        metrics: fit-side (log-likelihood, AIC, BIC) and holdout metrics.
+        guards: ``{reason: detail}`` of every guard that refused it (empty: none).
+        selected: whether it is the one registered.
+        selection_metric: the metric the choice was made on (``models.<family>.selection_metric``).
+    """
+
+    name: str
+    params: Mapping[str, float]
+    metrics: Mapping[str, float]
+    guards: Mapping[str, str]
+    selected: bool
+    selection_metric: str
+
+
+@dataclass(frozen=True)
+class Selection(Generic[ModelT]):
+    """What ``select`` returns: the fit to register, its holdout evaluation and the candidates it was chosen from."""
+
+    fitted: Fitted[ModelT]
+    evaluation: Evaluation
+    candidates: tuple[Candidate, ...] = ()
+
+
 def baseline_metrics(fitted: Fitted, evaluation: Evaluation) -> dict[str, float]:
     """The baseline's holdout metrics: judged in the evaluation's pass (CLV) or trained beside the model (churn)."""
     return {**evaluation.baseline_metrics, **fitted.baseline_metrics}
@@ -129,7 +161,9 @@ class ModelFamily(ABC, Generic[FramesT, FittedT, ModelT]):
     Attributes:
         name: registry key, MLflow run name prefix and stage name (``clv``).
         GREATER_IS_BETTER: direction of every metric the configuration may name as ``promotion_metric``.
-        SCORE_COLUMNS: the ``customer_segments`` columns ``score_columns`` fills.
+        SCORE_COLUMNS: the ``customer_segments`` columns ``score_columns`` fills, the headline first (a customer
+            counts as scored when it is filled; the others may be null by design, e.g. CLV's p_alive under the naive
+            rate).
         KEY_METRICS: the holdout metrics ``segmentation train`` prints.
         BASELINE: the baseline the model must not lose to, in words (None: no baseline guard).
     """
@@ -170,6 +204,10 @@ class ModelFamily(ABC, Generic[FramesT, FittedT, ModelT]):
     @abstractmethod
     def evaluate(self, model: ModelT, frames: FramesT) -> Evaluation:
         """Holdout metrics of ``model`` on ``frames``; :class:`CannotScoreError` when the model cannot read them."""
+
+    def select(self, fitted: FittedT, frames: FramesT) -> Selection[ModelT]:
+        """The fit to register and its holdout evaluation; one candidate unless the family fits several."""
+        return Selection(fitted, self.evaluate(fitted.model, frames))
 
     @abstractmethod
     def params(self, fitted: FittedT) -> dict[str, float]:

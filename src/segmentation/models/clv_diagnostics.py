@@ -21,14 +21,14 @@ import numpy as np
 import pyspark.sql.functions as F
 from pyspark.sql import DataFrame
 
-from segmentation.models import clv
 from segmentation.models import clv_training as ct
+from segmentation.models.clv.purchase import PurchaseModel
 from segmentation.transforms.columns import day_number, utc_day
 from segmentation.transforms.features import KEY
 
 
 def p_alive_by_recency(
-    params: clv.BgNbdParams,
+    purchase: PurchaseModel,
     patterns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     band_starts_days: Sequence[int],
     time_unit: str,
@@ -44,7 +44,7 @@ def p_alive_by_recency(
     x, t_x, age, w = (np.asarray(a, dtype=float) for a in patterns)
     repeat = x > 0
     x, t_x, age, w = x[repeat], t_x[repeat], age[repeat], w[repeat]
-    alive = np.asarray(clv.p_alive(params, x, t_x, age), dtype=float).reshape(-1)
+    alive = np.asarray(purchase.p_alive(x, t_x, age), dtype=float).reshape(-1)
     silent_days = (age - t_x) * ct.DAYS_PER_PERIOD[time_unit]
     starts = [0, *band_starts_days]
     rows = []
@@ -109,7 +109,7 @@ def repeat_curve(orders_df: DataFrame, end: dt.date, as_of: dt.date, time_unit: 
     return RepeatCurve(end, as_of, days, first, births, repeats)
 
 
-def cumulative_purchases(curve: RepeatCurve, bgnbd: clv.BgNbdParams) -> list[dict[str, Any]]:
+def cumulative_purchases(curve: RepeatCurve, purchase: PurchaseModel) -> list[dict[str, Any]]:
     """Cumulative repeat purchases of the calibration customers, actual and as the model expects, period by period.
 
     A cohort of ``n`` customers whose first purchase is in period ``c`` is expected to have made ``n * E[X(p - c)]``
@@ -119,13 +119,14 @@ def cumulative_purchases(curve: RepeatCurve, bgnbd: clv.BgNbdParams) -> list[dic
 
     Returns:
         Rows ``period`` (0 = the first after the calibration end), ``period_end`` (its last day, at most as-of),
-        ``actual`` and ``expected`` (both cumulative); empty without a calibration customer.
+        ``actual`` and ``expected`` (both cumulative; ``expected`` None for the naive rate, which has no forecast for
+        a customer without a past); empty without a calibration customer.
     """
     if not curve.births.sum():
         return []
     ages = np.arange(len(curve.births), dtype=float)
-    by_age = np.asarray(clv.unconditional_expected_purchases(bgnbd, ages), dtype=float)
-    expected = np.convolve(curve.births, by_age)[: len(ages)]
+    by_age = purchase.unconditional_expected_purchases(ages)
+    expected = [None] * len(ages) if by_age is None else np.convolve(curve.births, by_age)[: len(ages)]
     actual = np.cumsum(curve.repeats)
     days = curve.days_per_period
     return [
@@ -133,7 +134,7 @@ def cumulative_purchases(curve: RepeatCurve, bgnbd: clv.BgNbdParams) -> list[dic
             "period": curve.first + i,
             "period_end": str(min(curve.end + dt.timedelta(days=(curve.first + i + 1) * days), curve.as_of)),
             "actual": float(a),
-            "expected": float(e),
+            "expected": None if e is None else float(e),
         }
         for i, (a, e) in enumerate(zip(actual, expected, strict=True))
     ]
@@ -214,7 +215,8 @@ def cumulative_figure(rows: list[dict[str, Any]]) -> Any:
     fig, ax = _axes()
     days = [dt.date.fromisoformat(r["period_end"]) for r in rows]
     ax.plot(days, [r["actual"] for r in rows], "-", color="#222222", label="actual")
-    ax.plot(days, [r["expected"] for r in rows], "--", color="#1f77b4", label="model")
+    if all(r["expected"] is not None for r in rows):
+        ax.plot(days, [r["expected"] for r in rows], "--", color="#1f77b4", label="model")
     holdout = [d for d, r in zip(days, rows, strict=True) if r["period"] == -1]
     if holdout:
         ax.axvline(holdout[0], color="#888888", ls=":", label="calibration end")

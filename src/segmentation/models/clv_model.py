@@ -1,4 +1,10 @@
-"""The CLV family: BG/NBD (how often, P(alive)) and Gamma-Gamma (how much) over :mod:`.clv_training`.
+"""The CLV family: a purchase model (how often, P(alive)) and Gamma-Gamma (how much) over :mod:`.clv_training`.
+
+The purchase model is chosen per run: every configured candidate (``models.clv.candidates``: BG/NBD, MBG/NBD) is
+fitted on the same patterns, all of them and the naive rate are judged on the holdout in one pass, each is guarded,
+and ``models.clv.selection_metric`` picks among the fitted ones no guard refused; when every one was refused the naive
+rate (each customer's own past purchase rate) is the candidate registered, so the champion is always a sound model.
+Each candidate is a nested MLflow run under the training run (:class:`.base.Candidate`).
 
 Trained on per-customer summaries up to the calibration end and judged on the purchases of the holdout that follows;
 scored on summaries up to the as-of date, in the champion's own time unit. MLflow stores the parameters with the
@@ -9,6 +15,7 @@ as Spark columns. The fit carries its guard findings (:func:`.clv_training.guard
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import math
@@ -21,10 +28,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from segmentation.config import ClvModelSettings
-from segmentation.models import clv, tracking
+from segmentation.models import clv, guarding, tracking
 from segmentation.models import clv_diagnostics as diagnostics
 from segmentation.models import clv_training as ct
-from segmentation.models.base import Evaluation, Fitted, ModelFamily, ScoringInputs
+from segmentation.models.base import Candidate, Evaluation, Fitted, ModelFamily, ScoringInputs, Selection
 from segmentation.models.clv.guards import implied_dropout
 from segmentation.transforms.features import KEY
 
@@ -44,20 +51,14 @@ INPUT_EXAMPLE = pd.DataFrame(
 def with_predictions(summary_df: DataFrame, model: ct.ClvModel, horizon: ct.Horizon) -> DataFrame:
     """``(customer_id, p_alive, expected_purchases, expected_spend, clv)`` as Spark column expressions."""
     args = ("frequency", "recency", "T")
+    purchase = model.purchase_model
+    horizon_args = (horizon.periods, horizon.discount_rate_per_period, horizon.step)
     return summary_df.select(
         KEY,
-        clv.p_alive_col(model.bgnbd, *args).alias("p_alive"),
-        clv.expected_purchases_col(model.bgnbd, horizon.periods, *args).alias("expected_purchases"),
+        purchase.p_alive_col(*args).alias("p_alive"),
+        purchase.expected_purchases_col(horizon.periods, *args).alias("expected_purchases"),
         clv.expected_spend_col(model.gamma_gamma, "frequency", "monetary").alias("expected_spend"),
-        clv.clv_col(
-            model.bgnbd,
-            model.gamma_gamma,
-            *args,
-            "monetary",
-            horizon.periods,
-            horizon.discount_rate_per_period,
-            horizon.step,
-        ).alias("clv"),
+        purchase.clv_col(model.gamma_gamma, *args, "monetary", *horizon_args).alias("clv"),
     )
 
 
@@ -68,14 +69,14 @@ def predict_frame(model: ct.ClvModel, horizon: ct.Horizon, frame: pd.DataFrame) 
     age = frame["T"].to_numpy(dtype=float)
     m = frame["monetary"].to_numpy(dtype=float)
     m = np.where(x > 0, m, 0.0)
+    purchase = model.purchase_model
     return pd.DataFrame(
         {
-            "p_alive": np.atleast_1d(clv.p_alive(model.bgnbd, x, t_x, age)),
-            "expected_purchases": np.atleast_1d(clv.expected_purchases(model.bgnbd, horizon.periods, x, t_x, age)),
+            "p_alive": np.atleast_1d(purchase.p_alive(x, t_x, age)),
+            "expected_purchases": np.atleast_1d(purchase.expected_purchases(horizon.periods, x, t_x, age)),
             "expected_spend": np.atleast_1d(clv.expected_spend(model.gamma_gamma, x, m)),
             "clv": np.atleast_1d(
-                clv.customer_lifetime_value(
-                    model.bgnbd,
+                purchase.clv(
                     model.gamma_gamma,
                     x,
                     t_x,
@@ -153,7 +154,7 @@ class ClvPredictor:
 
 
 class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
-    """BG/NBD + Gamma-Gamma, judged on holdout purchases (lower error wins)."""
+    """A purchase model (chosen among the candidates) + Gamma-Gamma, judged on holdout purchases (lower error wins)."""
 
     name = "clv"
     GREATER_IS_BETTER = ct.GREATER_IS_BETTER
@@ -171,36 +172,89 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
         return ClvFrames.split(orders_df, as_of, end, cfg.time_unit, self.settings.quality.sale_status)
 
     def fit(self, frames: ClvFrames) -> ClvFitted:
+        """Every configured purchase model and Gamma-Gamma on the same patterns; ``select`` judges and picks one."""
         fit = ct.fit(frames.summary_df, self.config)
-        model = ct.ClvModel(fit.bgnbd.params, fit.gamma_gamma.params, frames.time_unit)
-        errors = ct.parameter_standard_errors(fit)
+        first = next(iter(fit.purchase))
+        return self._candidate(fit, first, frames.time_unit)
+
+    def _candidate(self, fit: ct.ClvFit, name: str, time_unit: str) -> ClvFitted:
+        """One candidate of a fit as a model with its fit-side metrics, guard findings and tables."""
+        params = fit.purchase[name].params if name in fit.purchase else None
+        model = ct.ClvModel(params, fit.gamma_gamma.params, time_unit, name)
+        errors = ct.parameter_standard_errors(fit, name)
         metrics = {
-            "bgnbd_log_likelihood": fit.bgnbd.diagnostics.log_likelihood,
             "gg_log_likelihood": fit.gamma_gamma.diagnostics.log_likelihood,
             "bgnbd_patterns": float(fit.bgnbd_patterns),
             "gg_patterns": float(fit.gamma_gamma_patterns),
             "repeat_customers": float(fit.repeat_customers),
-            "bgnbd_implied_dropout": implied_dropout("bgnbd", fit.bgnbd.params.to_dict()),
-            **{f"{name}_se": se for name, se in errors.items()},  # infinite ones are left out of the metrics
+            **{f"{p}_se": se for p, se in errors.items()},  # infinite ones are left out of the metrics
         }
+        tables: dict[str, list[dict[str, Any]]] = {}
+        if params is not None:
+            metrics.update(fit.information_criteria(name))
+            metrics[f"{name}_implied_dropout"] = implied_dropout(name, params.to_dict())
+            tables["p_alive_by_recency"] = diagnostics.p_alive_by_recency(
+                model.purchase_model, fit.purchase_patterns, self.config.p_alive_recency_days, time_unit
+            )
         # None: the likelihood is flat along that parameter, the fit cannot pin it down.
-        se_rows = [
-            {"parameter": name, "value": value, "standard_error": errors[name] if math.isfinite(errors[name]) else None}
-            for name, value in model.params().items()
+        tables["standard_errors"] = [
+            {"parameter": p, "value": value, "standard_error": errors[p] if math.isfinite(errors[p]) else None}
+            for p, value in model.params().items()
         ]
         return ClvFitted(
             model=model,
             metrics=metrics,
             details={"customers": fit.customers, "bgnbd_patterns": fit.bgnbd_patterns},
-            findings=tuple(ct.guard_findings(fit, self.config.guards, frames.time_unit)),
-            tables={
-                "standard_errors": se_rows,
-                "p_alive_by_recency": diagnostics.p_alive_by_recency(
-                    fit.bgnbd.params, fit.purchase_patterns, self.config.p_alive_recency_days, frames.time_unit
-                ),
-            },
+            findings=tuple(ct.guard_findings(fit, name, self.config.guards, time_unit)),
+            tables=tables,
             fit=fit,
         )
+
+    def select(self, fitted: ClvFitted, frames: ClvFrames) -> Selection[ct.ClvModel]:
+        """Judge every candidate (and the naive rate) on the holdout in one pass, guard each, and pick by
+        ``models.clv.selection_metric`` among the fitted ones no guard refused; the naive rate when all were."""
+        fit, cfg = fitted.fit, self.config
+        fits = {name: self._candidate(fit, name, frames.time_unit) for name in [*fit.purchase, "naive"]}
+        evaluations = ct.evaluate_candidates(
+            frames.summary_df,
+            frames.actuals_df,
+            {name: f.model.purchase_model for name, f in fits.items()},
+            fit.gamma_gamma.params,
+            frames.holdout_periods,
+            cfg.frequency_table_max,
+        )
+        metrics = {name: {**fits[name].metrics, **e.metrics} for name, e in evaluations.items()}
+        guards = {
+            name: guarding.by_reason(self.guard(fits[name], Evaluation(e.metrics, {}, e.baseline_metrics)))
+            for name, e in evaluations.items()
+        }
+        metric = cfg.selection_metric
+        sign = -1.0 if self.GREATER_IS_BETTER.get(metric, False) else 1.0  # aic and bic: lower wins
+
+        def rank(name: str) -> tuple[bool, float]:
+            value = sign * float(metrics[name].get(metric, math.nan))
+            return math.isnan(value), value
+
+        sound = [name for name in fit.purchase if not guards[name]]  # in configured order: a tie keeps the first
+        chosen = min(sound, key=rank) if sound else "naive"
+        candidates = tuple(
+            Candidate(name, fits[name].model.params(), metrics[name], guards[name], name == chosen, metric)
+            for name in fits
+        )
+        comparison = {
+            f"{c.name}_{k}": c.metrics[k]
+            for c in candidates
+            for k in ("aic", "bic", "log_likelihood", metric, cfg.promotion_metric)
+            if k in c.metrics
+        }
+        best = fits[chosen]
+        selected = dataclasses.replace(best, metrics={**best.metrics, **comparison})
+        evaluation = evaluations[chosen]
+        tables = {
+            "holdout_by_frequency": evaluation.frequency_table,
+            "cumulative_purchases": diagnostics.cumulative_purchases(frames.repeat_curve, best.model.purchase_model),
+        }
+        return Selection(selected, Evaluation(evaluation.metrics, tables, evaluation.baseline_metrics), candidates)
 
     def evaluate(self, model: ct.ClvModel, frames: ClvFrames) -> Evaluation:
         if model.time_unit != frames.time_unit:
@@ -212,23 +266,25 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
         evaluation = ct.evaluate_holdout(
             frames.summary_df,
             frames.actuals_df,
-            model.bgnbd,
+            model.purchase_model,
             model.gamma_gamma,
             frames.holdout_periods,
             self.config.frequency_table_max,
         )
         tables = {
             "holdout_by_frequency": evaluation.frequency_table,
-            "cumulative_purchases": diagnostics.cumulative_purchases(frames.repeat_curve, model.bgnbd),
+            "cumulative_purchases": diagnostics.cumulative_purchases(frames.repeat_curve, model.purchase_model),
         }
         return Evaluation(evaluation.metrics, tables, evaluation.baseline_metrics)
 
     def images(self, fitted: ClvFitted, evaluation: Evaluation) -> dict[str, Any]:
-        return {
+        figures = {
             "holdout_by_frequency": diagnostics.calibration_figure(evaluation.tables["holdout_by_frequency"]),
-            "p_alive_by_recency": diagnostics.p_alive_figure(fitted.tables["p_alive_by_recency"]),
             "cumulative_purchases": diagnostics.cumulative_figure(evaluation.tables["cumulative_purchases"]),
         }
+        if "p_alive_by_recency" in fitted.tables:
+            figures["p_alive_by_recency"] = diagnostics.p_alive_figure(fitted.tables["p_alive_by_recency"])
+        return figures
 
     def params(self, fitted: ClvFitted) -> dict[str, float]:
         return fitted.model.params()
@@ -244,7 +300,8 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
             "annual_discount_rate": cfg.annual_discount_rate,
             "cash_flow_step_days": cfg.cash_flow_step_days,
             "monetary_significant_digits": cfg.monetary_significant_digits,
-            "bgnbd_converged": fitted.fit.bgnbd.diagnostics.converged,
+            "purchase_model": fitted.model.purchase,
+            **{f"{name}_converged": f.diagnostics.converged for name, f in fitted.fit.purchase.items()},
             "gg_converged": fitted.fit.gamma_gamma.diagnostics.converged,
         }
 

@@ -30,6 +30,7 @@ from pyspark.sql import Column, DataFrame
 from segmentation.config import ClvGuardSettings, ClvModelSettings
 from segmentation.models import clv
 from segmentation.models.clv.guards import GuardFinding, GuardLimits, check_purchase_fit
+from segmentation.models.clv.purchase import PurchaseModel
 from segmentation.models.clv.uncertainty import standard_errors
 from segmentation.transforms.columns import day_number, utc_day
 from segmentation.transforms.features import KEY
@@ -110,15 +111,22 @@ def round_significant(value: Column, digits: int) -> Column:
     return F.when(value > 0, F.round(value / scale) * scale).otherwise(value)
 
 
+PurchaseFit = clv.BgNbdFit | clv.MbgNbdFit
+_FITTERS = {"bgnbd": clv.fit_bgnbd, "mbgnbd": clv.fit_mbgnbd}
+PURCHASE_PARAMETERS = 4  # r, alpha, a, b of every fitted family: the k of AIC and BIC
+
+
 @dataclass(frozen=True)
 class ClvFit:
-    """Both fitted models and the patterns they ran on, whose counts say how much the driver saw.
+    """The candidate purchase models and the spend model, with the patterns they ran on, whose counts say how much
+    the driver saw.
 
+    ``purchase`` maps each configured family (``bgnbd``, ``mbgnbd``) to its fit, all on the same patterns.
     ``purchase_patterns`` is ``(x, t_x, T, weight)`` and ``spend_patterns`` ``(x, m, weight)``, the arrays the fits
     ran on: the guards and the standard errors are evaluated on them, never on customers.
     """
 
-    bgnbd: clv.BgNbdFit
+    purchase: Mapping[str, PurchaseFit]
     gamma_gamma: clv.GammaGammaFit
     purchase_patterns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     spend_patterns: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -139,9 +147,21 @@ class ClvFit:
     def gamma_gamma_patterns(self) -> int:
         return len(self.spend_patterns[2])
 
+    def information_criteria(self, family: str) -> dict[str, float]:
+        """Log-likelihood, AIC and BIC of one purchase fit (``n`` = customers); the spend model, the same for every
+        candidate, is left out of the comparison."""
+        log_likelihood = self.purchase[family].diagnostics.log_likelihood
+        k = PURCHASE_PARAMETERS
+        return {
+            "log_likelihood": log_likelihood,
+            "aic": 2 * k - 2 * log_likelihood,
+            "bic": k * math.log(max(self.customers, 1)) - 2 * log_likelihood,
+        }
+
 
 def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
-    """Weighted BG/NBD and Gamma-Gamma maximum likelihood on unique patterns collected from Spark.
+    """Weighted maximum likelihood of every configured purchase model and of Gamma-Gamma on unique patterns
+    collected from Spark (one collect each for purchases and spend, shared by every candidate).
 
     Raises:
         ValueError: if a repeat customer has a non-positive average order value (Gamma-Gamma needs spend > 0), or
@@ -156,7 +176,10 @@ def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
     # Sorted, so the optimiser sums in the same order every run: refitting the same data gives the same bits.
     triples = sorted(tuple(r) for r in summary_df.groupBy("frequency", "recency", "T").count().collect())
     x, t_x, age, w = (np.array([r[i] for r in triples], dtype=float) for i in range(4))
-    bgnbd = clv.fit_bgnbd(x, t_x, age, w, max_iterations=settings.max_iterations)
+    purchase = {
+        family: _FITTERS[family](x, t_x, age, w, max_iterations=settings.max_iterations)
+        for family in settings.candidates
+    }
 
     rounded = round_significant(F.col("monetary"), settings.monetary_significant_digits).alias("m")
     pairs = sorted(
@@ -166,34 +189,29 @@ def fit(summary_df: DataFrame, settings: ClvModelSettings) -> ClvFit:
         raise ValueError("no repeat customer in the calibration window: Gamma-Gamma cannot be fitted")
     px, pm, pw = (np.array([r[i] for r in pairs], dtype=float) for i in range(3))
     gamma_gamma = clv.fit_gamma_gamma(px, pm, pw, max_iterations=settings.max_iterations)
-    return ClvFit(bgnbd, gamma_gamma, (x, t_x, age, w), (px, pm, pw))
+    return ClvFit(purchase, gamma_gamma, (x, t_x, age, w), (px, pm, pw))
 
 
-def guard_findings(fit: ClvFit, guards: ClvGuardSettings, time_unit: str) -> list[GuardFinding]:
-    """Why this fit must not become champion: the purchase-model guards (times converted to model periods) and a
-    spend model that did not converge."""
-    days = DAYS_PER_PERIOD[time_unit]
-    limits = GuardLimits(
-        min_dropout=guards.min_dropout,
-        max_param_ratio=guards.max_param_ratio,
-        active_periods=guards.active_days / days,
-        silent_periods=guards.silent_days / days,
-        min_p_alive_gap=guards.min_p_alive_gap,
-    )
-    params = fit.bgnbd.params
-    x, t_x, age, w = fit.purchase_patterns
-    found = check_purchase_fit(
-        "bgnbd",
-        params.to_dict(),
-        fit.bgnbd.diagnostics,
-        lambda x_, t_, a_: clv.p_alive(params, x_, t_, a_),
-        x,
-        t_x,
-        age,
-        w,
-        limits,
-    )
-    findings = [GuardFinding(f.reason, f"purchase model (BG/NBD): {f.detail}") for f in found]
+def guard_findings(fit: ClvFit, family: str, guards: ClvGuardSettings, time_unit: str) -> list[GuardFinding]:
+    """Why one candidate must not become champion: the purchase-model guards (times converted to model periods) and
+    a spend model that did not converge. The naive rate has no purchase fit to guard."""
+    findings = []
+    if family in fit.purchase:
+        days = DAYS_PER_PERIOD[time_unit]
+        limits = GuardLimits(
+            min_dropout=guards.min_dropout,
+            max_param_ratio=guards.max_param_ratio,
+            active_periods=guards.active_days / days,
+            silent_periods=guards.silent_days / days,
+            min_p_alive_gap=guards.min_p_alive_gap,
+        )
+        purchase_fit = fit.purchase[family]
+        model = PurchaseModel.of(family, purchase_fit.params)
+        x, t_x, age, w = fit.purchase_patterns
+        found = check_purchase_fit(
+            family, purchase_fit.params.to_dict(), purchase_fit.diagnostics, model.p_alive, x, t_x, age, w, limits
+        )
+        findings += [GuardFinding(f.reason, f"purchase model ({model.name}): {f.detail}") for f in found]
     if not fit.gamma_gamma.diagnostics.converged:
         findings.append(
             GuardFinding("not_converged", f"spend model (Gamma-Gamma): {fit.gamma_gamma.diagnostics.message}")
@@ -201,14 +219,17 @@ def guard_findings(fit: ClvFit, guards: ClvGuardSettings, time_unit: str) -> lis
     return findings
 
 
-def parameter_standard_errors(fit: ClvFit) -> dict[str, float]:
-    """Standard errors of every fitted parameter under its logged name (``bgnbd_a``, ``gg_v``, ...); ``inf`` when
-    the fit cannot pin a parameter down (a flat likelihood: a degenerate fit)."""
-    x, t_x, age, w = fit.purchase_patterns
+def parameter_standard_errors(fit: ClvFit, family: str) -> dict[str, float]:
+    """Standard errors of one candidate's parameters under their logged names (``bgnbd_a``, ``gg_v``, ...); ``inf``
+    when the fit cannot pin a parameter down (a flat likelihood: a degenerate fit)."""
     px, pm, pw = fit.spend_patterns
-    purchase = standard_errors("bgnbd", fit.bgnbd.params.to_dict(), (x, t_x, age), w)
     spend = standard_errors("gamma_gamma", fit.gamma_gamma.params.to_dict(), (px, pm), pw)
-    return {**{f"bgnbd_{k}": v for k, v in purchase.items()}, **{f"gg_{k}": v for k, v in spend.items()}}
+    errors = {f"gg_{k}": v for k, v in spend.items()}
+    if family in fit.purchase:
+        x, t_x, age, w = fit.purchase_patterns
+        purchase = standard_errors(family, fit.purchase[family].params.to_dict(), (x, t_x, age), w)
+        errors = {**{f"{family}_{k}": v for k, v in purchase.items()}, **errors}
+    return errors
 
 
 @dataclass(frozen=True)
@@ -252,12 +273,12 @@ def _error_metrics(rows: list, p: str, n: int, actual: float) -> dict[str, float
 def evaluate_holdout(
     summary_df: DataFrame,
     actuals_df: DataFrame,
-    bgnbd: clv.BgNbdParams,
+    purchase: PurchaseModel | clv.BgNbdParams,
     gamma_gamma: clv.GammaGammaParams,
     holdout_periods: float,
     table_max: int = 7,
 ) -> HoldoutEvaluation:
-    """Compare the models' predictions with the holdout, per customer and in aggregate, in Spark.
+    """Compare one model's predictions with the holdout, per customer and in aggregate, in Spark.
 
     Every calibration customer counts, including those who bought nothing in the holdout (actual 0). The spend
     error covers customers with a repeat purchase in calibration and at least one in the holdout: their mean
@@ -271,13 +292,30 @@ def evaluate_holdout(
         ``spend_predicted_mean``, ``customers``, for the model and for the baseline; and the rows ``frequency``
         0..table_max-1, ``table_max+``.
     """
+    model = purchase if isinstance(purchase, PurchaseModel) else PurchaseModel.of("bgnbd", purchase)
+    return evaluate_candidates(summary_df, actuals_df, {"model": model}, gamma_gamma, holdout_periods, table_max)[
+        "model"
+    ]
+
+
+def evaluate_candidates(
+    summary_df: DataFrame,
+    actuals_df: DataFrame,
+    candidates: Mapping[str, PurchaseModel],
+    gamma_gamma: clv.GammaGammaParams,
+    holdout_periods: float,
+    table_max: int = 7,
+) -> dict[str, HoldoutEvaluation]:
+    """:func:`evaluate_holdout` of several purchase models (and the naive baseline) in one pass over the customers:
+    every candidate is judged on the same customers by the same join and aggregation."""
     forecasts = {
-        "": (
-            clv.expected_purchases_col(bgnbd, float(holdout_periods), "frequency", "recency", "T"),
+        f"c{i}_": (
+            model.expected_purchases_col(float(holdout_periods), "frequency", "recency", "T"),
             clv.expected_spend_col(gamma_gamma, "frequency", "monetary"),
-        ),
-        "naive_": (naive_purchases_col(holdout_periods), F.col("monetary")),
+        )
+        for i, model in enumerate(candidates.values())
     }
+    forecasts["naive_"] = (naive_purchases_col(holdout_periods), F.col("monetary"))
     has_spend = (F.col("frequency") > 0) & F.col("holdout_spend").isNotNull()
     df = summary_df.join(actuals_df, KEY, "left").select(
         F.least(F.col("frequency"), F.lit(table_max)).alias("bucket"),
@@ -304,17 +342,22 @@ def evaluate_holdout(
     if n == 0:
         raise ValueError("no calibration customer to evaluate on the holdout")
     actual = sum(r["actual"] for r in rows)
-    table = [
-        {
-            "frequency": str(r["bucket"]) if r["bucket"] < table_max else f"{table_max}+",
-            "customers": int(r["customers"]),
-            "actual_mean": r["actual"] / r["customers"],
-            "expected_mean": r["predicted"] / r["customers"],
-            "naive_mean": r["naive_predicted"] / r["customers"],
-        }
-        for r in rows
-    ]
-    return HoldoutEvaluation(_error_metrics(rows, "", n, actual), table, _error_metrics(rows, "naive_", n, actual))
+    naive = _error_metrics(rows, "naive_", n, actual)
+    evaluations = {}
+    for i, name in enumerate(candidates):
+        p = f"c{i}_"
+        table = [
+            {
+                "frequency": str(r["bucket"]) if r["bucket"] < table_max else f"{table_max}+",
+                "customers": int(r["customers"]),
+                "actual_mean": r["actual"] / r["customers"],
+                "expected_mean": r[f"{p}predicted"] / r["customers"],
+                "naive_mean": r["naive_predicted"] / r["customers"],
+            }
+            for r in rows
+        ]
+        evaluations[name] = HoldoutEvaluation(_error_metrics(rows, p, n, actual), table, naive)
+    return evaluations
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -322,19 +365,27 @@ def evaluate_holdout(
 # ----------------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ClvModel:
-    """Fitted parameters with the time unit they are expressed in (alpha and every recency/T depend on it)."""
+    """Fitted parameters with the time unit they are expressed in (alpha and every recency/T depend on it).
 
-    bgnbd: clv.BgNbdParams
+    ``purchase`` names the purchase model (:mod:`.clv.purchase`): ``bgnbd`` (the default, and what versions
+    registered before the candidates hold), ``mbgnbd`` or ``naive``; ``bgnbd`` holds its parameters as fitted
+    (``MbgNbdParams`` for MBG/NBD, None for the naive rate).
+    """
+
+    bgnbd: clv.BgNbdParams | clv.MbgNbdParams | None
     gamma_gamma: clv.GammaGammaParams
     time_unit: str
+    purchase: str = "bgnbd"
+
+    @property
+    def purchase_model(self) -> PurchaseModel:
+        return PurchaseModel.of(self.purchase, self.bgnbd)
 
     def params(self) -> dict[str, float]:
-        """The parameters under the names logged to MLflow."""
+        """The parameters under the names logged to MLflow (``bgnbd_r``, ``mbgnbd_r``, ..., ``gg_p``, ...)."""
+        purchase = {} if self.bgnbd is None else self.bgnbd.to_dict()
         return {
-            "bgnbd_r": self.bgnbd.r,
-            "bgnbd_alpha": self.bgnbd.alpha,
-            "bgnbd_a": self.bgnbd.a,
-            "bgnbd_b": self.bgnbd.b,
+            **{f"{self.purchase}_{k}": v for k, v in purchase.items()},
             "gg_p": self.gamma_gamma.p,
             "gg_q": self.gamma_gamma.q,
             "gg_v": self.gamma_gamma.v,

@@ -14,7 +14,16 @@ from collections.abc import Iterable, Mapping
 
 from segmentation.models.clv.guards import GuardFinding
 
-__all__ = ["BASELINE_MEANINGS", "MEANINGS", "GuardFinding", "by_reason", "loses_to_baseline", "refusal_message"]
+__all__ = [
+    "BASELINE_MEANINGS",
+    "MEANINGS",
+    "GuardFinding",
+    "by_reason",
+    "candidate_message",
+    "loses_to_baseline",
+    "meaning",
+    "refusal_message",
+]
 
 MEANINGS: Mapping[str, str] = {
     "not_converged": "the fit did not settle on an answer, so its numbers cannot be relied on",
@@ -70,10 +79,20 @@ def by_reason(findings: Iterable[GuardFinding]) -> dict[str, str]:
 
 def refusal_message(family: str, registered_model: str, version: str, finding: GuardFinding) -> str:
     """One log line: which model version was kept from ``@champion``, why in words, and the numbers seen."""
-    meaning = (BASELINE_MEANINGS if finding.reason == "loses_to_baseline" else {}).get(family) or MEANINGS.get(
-        finding.reason, finding.reason.replace("_", " ")
-    )
     return (
-        f"{family} model {registered_model} v{version} is registered but NOT made champion: {meaning}"
+        f"{family} model {registered_model} v{version} is registered but NOT made champion:"
+        f" {meaning(family, finding.reason)}"
         f" [guard {finding.reason}: {finding.detail}]"
+    )
+
+
+def candidate_message(family: str, candidate: str, reason: str, detail: str) -> str:
+    """One log line per guard that kept a candidate from being selected: the reason in words, with the numbers."""
+    return f"{family} candidate {candidate} is not selected: {meaning(family, reason)} [guard {reason}: {detail}]"
+
+
+def meaning(family: str, reason: str) -> str:
+    """A guard reason in words for the log and the report (the family names its baseline)."""
+    return (BASELINE_MEANINGS if reason == "loses_to_baseline" else {}).get(family) or MEANINGS.get(
+        reason, reason.replace("_", " ")
     )

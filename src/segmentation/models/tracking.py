@@ -35,7 +35,7 @@ from mlflow.types import ColSpec, Schema
 from segmentation.config import MlflowSettings
 
 if TYPE_CHECKING:
-    from segmentation.models.base import ModelFamily
+    from segmentation.models.base import Candidate, ModelFamily
 
 CHAMPION = "champion"
 MODEL_ARTIFACT = "model"
@@ -256,6 +256,7 @@ def log_training_run(
     champion: tuple[str, float] | None,
     guards: Mapping[str, str] | None = None,
     images: Mapping[str, Any] | None = None,
+    candidates: Sequence[Candidate] = (),
 ) -> RunRecord:
     """One MLflow run: params, metrics, inputs, config, tables, the registered model; then maybe move the alias.
 
@@ -275,6 +276,8 @@ def log_training_run(
         guards: ``{reason: detail}`` of every guard that fired. Each becomes a tag ``guard.<reason>``; any one of
             them keeps the version from ``champion`` even when it beats the champion (tag ``beats_champion``).
         images: matplotlib figures by name, stored as ``images/<name>.png``.
+        candidates: the candidates the registered model was chosen from: each a nested run (``<run_name> <name>``,
+            its params, metrics, guard tags and tag ``selected``), and together ``tables/candidates.json``.
     """
     guards = dict(guards or {})
     challenger_value = float(metrics.get(metric, float("nan")))
@@ -303,6 +306,8 @@ def log_training_run(
             mlflow.log_dict({"rows": rows}, f"tables/{name}.json")
         for name, figure in (images or {}).items():
             mlflow.log_figure(figure, f"images/{name}.png")
+        if candidates:
+            _log_candidates(run_name, candidates)
         info = log_model()
         version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
@@ -325,6 +330,33 @@ def log_training_run(
     return RunRecord(run.info.run_id, promotion)
 
 
+def _log_candidates(run_name: str, candidates: Sequence[Candidate]) -> None:
+    """One nested run per candidate under the active run, and the comparison table on the parent."""
+    for c in candidates:
+        with mlflow.start_run(run_name=f"{run_name} {c.name}", nested=True):
+            mlflow.log_params(dict(c.params))
+            mlflow.log_metrics(_finite(c.metrics))
+            mlflow.set_tags(
+                {
+                    "candidate": c.name,
+                    "selected": str(c.selected).lower(),
+                    "guarded": str(bool(c.guards)).lower(),
+                    **{f"guard.{reason}": detail for reason, detail in c.guards.items()},
+                }
+            )
+    rows = [
+        {
+            "candidate": c.name,
+            "selected": c.selected,
+            "guards": ",".join(c.guards),
+            **{k: v for k, v in c.metrics.items() if v is None or math.isfinite(float(v))},
+        }
+        for c in candidates
+    ]
+    mlflow.log_dict({"rows": rows}, "tables/candidates.json")
+    mlflow.set_tag("selected_candidate", next((c.name for c in candidates if c.selected), ""))
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Status: what the registry holds, for the report
 # ----------------------------------------------------------------------------------------------------------------------
@@ -334,6 +366,8 @@ class ModelStatus:
 
     ``metric`` is the promotion metric the newest run was judged on; ``champion_value`` is the champion's value on
     that run's holdout (logged as ``champion_<metric>``), ``baseline_value`` the family's baseline on it.
+    ``candidates`` are the rows of the run's ``tables/candidates.json`` (empty for a family that fits one model),
+    ``images`` its diagnostic pictures (``images/<name>.png``) as ``(name, PNG bytes)`` in name order.
     """
 
     family: str
@@ -348,6 +382,8 @@ class ModelStatus:
     promoted: bool
     beats_champion: bool
     guards: dict[str, str]
+    candidates: tuple[dict[str, Any], ...] = ()
+    images: tuple[tuple[str, bytes], ...] = ()
 
 
 def store_exists(settings: MlflowSettings) -> bool:
@@ -395,4 +431,27 @@ def model_status(settings: MlflowSettings, family: str, registered_model: str) -
         promoted=tags.get("promoted") == "true",
         beats_champion=tags.get("beats_champion") == "true",
         guards={k.removeprefix("guard."): v for k, v in sorted(tags.items()) if k.startswith("guard.")},
+        candidates=tuple(_run_table(client, latest.run_id, "candidates")),
+        images=_run_images(client, latest.run_id),
     )
+
+
+def _run_table(client: mlflow.MlflowClient, run_id: str, name: str) -> list[dict[str, Any]]:
+    """The rows of ``tables/<name>.json`` of a run; [] when the run has no such table."""
+    import json
+    import tempfile
+
+    if not any(a.path == f"tables/{name}.json" for a in client.list_artifacts(run_id, "tables")):
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, f"tables/{name}.json", tmp)
+        return list(json.loads(Path(path).read_text(encoding="utf-8"))["rows"])
+
+
+def _run_images(client: mlflow.MlflowClient, run_id: str) -> tuple[tuple[str, bytes], ...]:
+    """Every ``images/<name>.png`` of a run as ``(name, bytes)``, in name order."""
+    import tempfile
+
+    pictures = sorted(a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png"))
+    with tempfile.TemporaryDirectory() as tmp:
+        return tuple((Path(p).stem, Path(client.download_artifacts(run_id, p, tmp)).read_bytes()) for p in pictures)

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from segmentation.models import guarding, tracking
-from segmentation.models.base import CannotScoreError, Frames, ModelFamily, PromotionSettings, baseline_metrics
+from segmentation.models.base import (
+    Candidate,
+    CannotScoreError,
+    Frames,
+    ModelFamily,
+    PromotionSettings,
+    baseline_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,7 @@ class TrainOutcome:
         metrics: everything the run logged as metrics (holdout metrics and fit-side ones).
         key_metrics: the family's headline holdout metrics.
         baseline_metrics: the same holdout metrics of the family's baseline ({} without one).
+        candidates: the candidates the version was chosen from (empty: the family fits one model).
     """
 
     name: str
@@ -50,6 +58,7 @@ class TrainOutcome:
     metrics: dict[str, float]
     key_metrics: tuple[str, ...]
     baseline_metrics: dict[str, float]
+    candidates: tuple[Candidate, ...] = ()
 
     @property
     def registered_model(self) -> str:
@@ -58,6 +67,10 @@ class TrainOutcome:
     @property
     def version(self) -> int:
         return int(self.promotion.version)
+
+
+def _verdict(candidate: Candidate) -> str:
+    return "selected" if candidate.selected else "guarded" if candidate.guards else "not selected"
 
 
 def champion_score(
@@ -105,8 +118,10 @@ def train_and_promote(
         with stage(f"fit {name}") as info:
             fitted = family.fit(frames)
             info.update(fitted.details)
-        with stage(f"evaluate {name} holdout"):
-            evaluation = family.evaluate(fitted.model, frames)
+        with stage(f"evaluate {name} holdout") as info:
+            selection = family.select(fitted, frames)
+            fitted, evaluation = selection.fitted, selection.evaluation
+            info.update({c.name: _verdict(c) for c in selection.candidates})
         findings = family.guard(fitted, evaluation)
         images = family.images(fitted, evaluation)
         champion = champion_score(stage, family, frames, promotion)
@@ -133,8 +148,12 @@ def train_and_promote(
             min_improvement=promotion.min_improvement,
             champion=champion,
             guards=guarding.by_reason(findings),
+            candidates=selection.candidates,
         )
         info.update({"version": record.promotion.version, "promoted": str(record.promotion.promoted).lower()})
+    for candidate in selection.candidates:
+        for reason, detail in {} if candidate.selected else candidate.guards.items():
+            log.warning(guarding.candidate_message(name, candidate.name, reason, detail))
     for finding in findings:
         log.warning(guarding.refusal_message(name, promotion.registered_model, record.promotion.version, finding))
     return TrainOutcome(
@@ -146,4 +165,5 @@ def train_and_promote(
         metrics=metrics,
         key_metrics=family.KEY_METRICS,
         baseline_metrics=baselines,
+        candidates=selection.candidates,
     )

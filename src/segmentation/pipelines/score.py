@@ -61,8 +61,8 @@ def run_score(
         with run.stage("write scored customer_segments") as info:
             version = info["version"] = run.write("customer_segments", scored_df)
         with run.stage("count scored customers") as info:
-            columns = [c for f in families for c in f.SCORE_COLUMNS]
-            scored = reduce(lambda a, b: a & b, [F.col(c).isNotNull() for c in columns])
+            # Scored by every family: its headline column filled (p_alive is null under a naive-rate champion).
+            scored = reduce(lambda a, b: a & b, [F.col(f.SCORE_COLUMNS[0]).isNotNull() for f in families])
             customers_df = io.read_output(spark, settings.outputs.table_path("customer_segments"), as_of)
             customers = info["customers"] = customers_df.where(scored).count()
     return ScoreResult(as_of, customers, {f.name: champions[f.name][1] for f in families}, version)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class Section:
     image: str | None = None
     table: str | None = None
     note: str | None = None
+    gallery: tuple[tuple[str, str], ...] = ()  # (caption, base64 PNG) shown after the table
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -248,12 +250,26 @@ def models_section(inputs: ReportInputs) -> Section:
     about = (
         "The newest trained version of each model, judged on its holdout against its own baseline and against the"
         " champion that scores customers (re-evaluated on the same holdout). A version a guard refused is registered"
-        " but never becomes champion; docs/models.md says what to do about each guard."
+        " but never becomes champion, and a CLV purchase model a guard refused is not selected; docs/models.md says"
+        " what to do about each guard. The pictures are the newest version's diagnostics, as logged in MLflow."
     )
     if not inputs.models:
         return _unavailable("models", title, about, inputs.models_note or "no model trained yet")
-    rows, refusals = [], []
+    rows, refusals, gallery = [], [], []
     for m in inputs.models:
+        for c in m.candidates:
+            if not c.get("selected") and c.get("guards"):
+                reasons = c["guards"].split(",")
+                words = "; ".join(guarding.meaning(m.family, r) for r in reasons)
+                refusals.append(
+                    f"{m.family} v{m.latest_version}: candidate {c['candidate']} was not selected: {words}"
+                    f" [guard {', '.join(reasons)}; its nested MLflow run has the numbers]."
+                )
+        selected = next((c["candidate"] for c in m.candidates if c.get("selected")), None)
+        gallery += [
+            (f"{m.family} v{m.latest_version}: {name.replace('_', ' ')}", base64.b64encode(png).decode("ascii"))
+            for name, png in m.images
+        ]
         if m.guards:
             verdict = "refused by guard: " + ", ".join(m.guards)
             refusals += [
@@ -268,7 +284,7 @@ def models_section(inputs: ReportInputs) -> Section:
         rows.append(
             [
                 f"{m.family} ({m.registered_model})",
-                f"v{m.latest_version} ({m.run_name})",
+                f"v{m.latest_version} ({m.run_name}{f', {selected}' if selected else ''})",
                 m.metric,
                 _value(m.latest_value),
                 _value(m.baseline_value),
@@ -288,7 +304,7 @@ def models_section(inputs: ReportInputs) -> Section:
         "verdict",
     ]
     note = " ".join(refusals) or None
-    return Section("models", title, about, table=_table(headers, rows), note=note)
+    return Section("models", title, about, table=_table(headers, rows), note=note, gallery=tuple(gallery))
 
 
 CSS = """
@@ -304,6 +320,7 @@ th:first-child, td:first-child { text-align: left; }
 thead { background: #f3f3f3; }
 .note { background: #fff7e0; border-left: 4px solid #f0b400; padding: 8px 12px; }
 .info { color: #555; }
+figure { margin: 12px 0; } figcaption { color: #555; font-size: 0.9em; }
 """
 
 
@@ -331,6 +348,11 @@ def render_html(sections: Sequence[Section], inputs: ReportInputs, settings: Set
             parts.append(f'<p class="{css}">{html.escape(s.note)}</p>')
         if s.table:
             parts.append(s.table)
+        for caption, picture in s.gallery:
+            parts.append(
+                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{picture}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -30,8 +30,9 @@ All times (t_x, T, t, horizons) are in one model time unit ("period"); :func:`to
 here knows a business horizon or discount rate: they are arguments.
 
 :mod:`.pareto` (Pareto/NBD: drop-out at any time) and :mod:`.mbgnbd` (MBG/NBD: drop-out also at the first purchase)
-fit the other candidate purchase families on the same weighted patterns; :mod:`.guards` says why a fit is not to be
-trusted, and :mod:`.uncertainty` gives the standard errors of its parameters.
+fit the other candidate purchase families on the same weighted patterns; :mod:`.purchase` puts BG/NBD, MBG/NBD (whose
+closed forms are BG/NBD's with ``b + 1``) and the naive rate behind one scoring shape; :mod:`.guards` says why a fit
+is not to be trusted, and :mod:`.uncertainty` gives the standard errors of its parameters.
 
 References:
     Fader, Hardie & Lee (2005), "Counting your customers the easy way: an alternative to the Pareto/NBD model",

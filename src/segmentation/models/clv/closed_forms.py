@@ -29,19 +29,23 @@ def p_alive(
     x: npt.ArrayLike,
     t_x: npt.ArrayLike,
     T: npt.ArrayLike,  # noqa: N803 - T is the literature's name for the customer's age
+    *,
+    first_purchase_dropout: bool = False,
 ) -> np.ndarray | float:
     """Probability that a customer with history ``(x, t_x, T)`` has not dropped out (Fader, Hardie & Lee 2008).
 
     ``P = 1 / (1 + [x>0] * a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x))``, evaluated as a logistic of the log-odds
     so it neither overflows for heavy buyers with a long silence nor loses precision near 0 or 1. Customers
     without repeat purchases are alive with probability 1: under BG/NBD drop-out can only follow a purchase.
+
+    ``first_purchase_dropout`` drops the ``[x>0]``: with ``b`` shifted by one this is MBG/NBD's P(alive)
+    (:mod:`.purchase`), where a customer may also leave right after the first purchase.
     """
     x_, t_x_, age = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    log_odds_dead = (
-        np.log(a) - np.log(b + np.maximum(x_, 1.0) - 1.0) + (r + x_) * (np.log(alpha + age) - np.log(alpha + t_x_))
-    )
-    return _scalar_or_array(np.where(x_ > 0, expit(-log_odds_dead), 1.0))
+    repeats = x_ if first_purchase_dropout else np.maximum(x_, 1.0)
+    log_odds_dead = np.log(a) - np.log(b + repeats - 1.0) + (r + x_) * (np.log(alpha + age) - np.log(alpha + t_x_))
+    return _scalar_or_array(np.where((x_ > 0) | first_purchase_dropout, expit(-log_odds_dead), 1.0))
 
 
 def _series_ratio_bound(upper_a: float, upper_b: float, lower_c: np.ndarray, z: np.ndarray, k: int) -> np.ndarray:
@@ -93,6 +97,8 @@ def expected_purchases(
     x: npt.ArrayLike,
     t_x: npt.ArrayLike,
     T: npt.ArrayLike,  # noqa: N803 - T is the literature's name for the customer's age
+    *,
+    first_purchase_dropout: bool = False,
 ) -> np.ndarray | float:
     """Conditional expected number of purchases in the next ``t`` periods, E[Y(t) | x, t_x, T] (FHL 2005 eq. 10).
 
@@ -106,22 +112,26 @@ def expected_purchases(
         raise ValueError("prediction horizon t must be >= 0")
     c = params.a + params.b + x_ - 1.0
     bracket = _bracket(params, t_, params.alpha + age, c)
-    alive = np.asarray(p_alive(params, x_, t_x_, age))
+    alive = np.asarray(p_alive(params, x_, t_x_, age, first_purchase_dropout=first_purchase_dropout))
     return _scalar_or_array(alive * c / (params.a - 1.0) * bracket)
 
 
-def unconditional_expected_purchases(params: BgNbdParams, t: npt.ArrayLike) -> np.ndarray | float:
+def unconditional_expected_purchases(
+    params: BgNbdParams, t: npt.ArrayLike, *, first_purchase_dropout: bool = False
+) -> np.ndarray | float:
     """Expected purchases of a new, randomly chosen customer in ``(0, t]``: E[X(t)] (FHL 2005 eq. 9).
 
     ``E[X(t)] = (a+b-1)/(a-1) * [1 - (alpha/(alpha+t))^r 2F1(r, b; a+b-1; t/(alpha+t))]``; used to check the fit
-    against the aggregate repeat-sales curve.
+    against the aggregate repeat-sales curve. It is :func:`expected_purchases` at ``x = t_x = T = 0``, which is how
+    ``first_purchase_dropout`` enters: times the chance of surviving the first purchase.
     """
     _check_a(params)
     t_ = np.asarray(t, dtype=float)
     if np.any(t_ < 0):
         raise ValueError("t must be >= 0")
     c = params.a + params.b - 1.0
-    return _scalar_or_array(c / (params.a - 1.0) * _bracket(params, t_, np.full_like(t_, params.alpha), c))
+    alive = float(p_alive(params, 0.0, 0.0, 0.0, first_purchase_dropout=first_purchase_dropout))
+    return _scalar_or_array(alive * c / (params.a - 1.0) * _bracket(params, t_, np.full_like(t_, params.alpha), c))
 
 
 def expected_spend(params: GammaGammaParams, x: npt.ArrayLike, m: npt.ArrayLike) -> np.ndarray | float:
@@ -168,6 +178,8 @@ def customer_lifetime_value(
     horizon_periods: float,
     discount_rate_per_period: float,
     step: float = 1,
+    *,
+    first_purchase_dropout: bool = False,
 ) -> np.ndarray | float:
     """Discounted expected spend over the next ``horizon_periods`` periods, as ``lifetimes`` computes CLV.
 
@@ -197,7 +209,9 @@ def customer_lifetime_value(
     previous = 0.0
     total = np.zeros(np.broadcast_shapes(np.shape(x), np.shape(t_x), np.shape(T), np.shape(m)))
     for t_k in times:
-        cumulative = np.asarray(expected_purchases(bgnbd, t_k, x, t_x, T))
+        cumulative = np.asarray(
+            expected_purchases(bgnbd, t_k, x, t_x, T, first_purchase_dropout=first_purchase_dropout)
+        )
         total = total + (cumulative - previous) / (1.0 + discount_rate_per_period) ** t_k
         previous = cumulative
     return _scalar_or_array(spend * total)

@@ -38,19 +38,21 @@ def p_alive_col(
     x: ColumnLike,
     t_x: ColumnLike,
     T: ColumnLike,  # noqa: N803 - T is the literature's name for the customer's age
+    *,
+    first_purchase_dropout: bool = False,
 ) -> Column:
-    """Spark column: P(alive | x, t_x, T), same formula as :func:`p_alive`.
+    """Spark column: P(alive | x, t_x, T), same formula as :func:`p_alive` (``first_purchase_dropout`` likewise).
 
     Null or negative ``x`` gives null (not 1) so bad rows surface instead of looking perfectly alive.
     """
     x_, t_x_, age = _column(x), _column(t_x), _column(T)
     r, alpha, a, b = (F.lit(v) for v in (params.r, params.alpha, params.a, params.b))
-    log_odds_dead = (
-        F.log(a)
-        - F.log(b - F.lit(1.0) + F.greatest(x_, F.lit(1.0)))
-        + (r + x_) * (F.log(alpha + age) - F.log(alpha + t_x_))
-    )
-    return F.when(x_ > 0, F.lit(1.0) / (F.lit(1.0) + F.exp(log_odds_dead))).when(x_ == 0, F.lit(1.0))
+    repeats = x_ if first_purchase_dropout else F.greatest(x_, F.lit(1.0))
+    log_odds_dead = F.log(a) - F.log(b - F.lit(1.0) + repeats) + (r + x_) * (F.log(alpha + age) - F.log(alpha + t_x_))
+    alive = F.lit(1.0) / (F.lit(1.0) + F.exp(log_odds_dead))
+    if first_purchase_dropout:
+        return F.when(x_ >= 0, alive)
+    return F.when(x_ > 0, alive).when(x_ == 0, F.lit(1.0))
 
 
 def _hyp2f1_tail_col(
@@ -147,6 +149,7 @@ def expected_purchases_col(
     *,
     tol: float = SERIES_TOL,
     max_terms: int = SERIES_MAX_TERMS,
+    first_purchase_dropout: bool = False,
 ) -> Column:
     """Spark column: E[Y(t) | x, t_x, T], same closed form as :func:`expected_purchases`.
 
@@ -169,7 +172,8 @@ def expected_purchases_col(
     x_, t_ = _column(x), _column(t)
     lower_c = F.lit(params.a + params.b - 1.0) + x_
     bracket = _bracket_col(params, t_, F.lit(params.alpha) + _column(T), lower_c, tol, max_terms)
-    return p_alive_col(params, x, t_x, T) * lower_c / F.lit(params.a - 1.0) * bracket
+    alive = p_alive_col(params, x, t_x, T, first_purchase_dropout=first_purchase_dropout)
+    return alive * lower_c / F.lit(params.a - 1.0) * bracket
 
 
 def expected_spend_col(params: GammaGammaParams, x: ColumnLike, m: ColumnLike) -> Column:
@@ -197,6 +201,7 @@ def clv_col(
     *,
     tol: float = SERIES_TOL,
     max_terms: int = SERIES_MAX_TERMS,
+    first_purchase_dropout: bool = False,
 ) -> Column:
     """Spark column: discounted CLV over the horizon, the same quantity as :func:`customer_lifetime_value`.
 
@@ -227,5 +232,6 @@ def clv_col(
 
     discounted = F.aggregate(F.sequence(F.lit(1), F.lit(n_steps)), F.lit(0.0), merge)
     # E_k = P(alive) * c/(a-1) * bracket_k: the factor outside the bracket is the same for every step.
-    prefactor = p_alive_col(bgnbd, x, t_x, T) * lower_c / F.lit(bgnbd.a - 1.0)
+    alive = p_alive_col(bgnbd, x, t_x, T, first_purchase_dropout=first_purchase_dropout)
+    prefactor = alive * lower_c / F.lit(bgnbd.a - 1.0)
     return expected_spend_col(gg, x, m) * prefactor * discounted

@@ -43,13 +43,14 @@ def _hessian(f: Callable[[np.ndarray], float], theta: np.ndarray) -> np.ndarray:
     return h
 
 
-def standard_errors(
+def log_covariance(
     family: str,
     params: Mapping[str, float],
     columns: tuple[npt.ArrayLike, ...],
     weights: npt.ArrayLike | None = None,
-) -> dict[str, float]:
-    """Standard errors of a fit's parameters, by name; ``inf`` for all when the information is not invertible.
+) -> np.ndarray | None:
+    """Covariance of the log-parameters (in the family's parameter order): the inverse observed information at the
+    optimum; None when it is not invertible or not positive definite (a flat direction: a degenerate fit).
 
     Args:
         family: ``bgnbd``, ``mbgnbd``, ``pareto_nbd`` (``columns`` = ``(x, t_x, T)``) or ``gamma_gamma``
@@ -70,8 +71,28 @@ def standard_errors(
     try:
         covariance = np.linalg.inv(information)
     except np.linalg.LinAlgError:
+        return None
+    variances = np.diag(covariance)
+    if not np.all(np.isfinite(covariance)) or np.any(variances <= 0):
+        return None
+    try:
+        np.linalg.cholesky((covariance + covariance.T) / 2)
+    except np.linalg.LinAlgError:
+        return None
+    return covariance
+
+
+def standard_errors(
+    family: str,
+    params: Mapping[str, float],
+    columns: tuple[npt.ArrayLike, ...],
+    weights: npt.ArrayLike | None = None,
+) -> dict[str, float]:
+    """Standard errors of a fit's parameters, by name; ``inf`` for all when the information is not invertible (see
+    :func:`log_covariance` for the arguments)."""
+    names = _FAMILIES[family][0] if family in _FAMILIES else ()
+    covariance = log_covariance(family, params, columns, weights)
+    if covariance is None:
         return dict.fromkeys(names, float("inf"))
     variances = np.diag(covariance)
-    if not np.all(np.isfinite(variances)) or np.any(variances <= 0):
-        return dict.fromkeys(names, float("inf"))
-    return {n: float(np.exp(t) * np.sqrt(v)) for n, t, v in zip(names, theta, variances, strict=True)}
+    return {n: float(params[n] * np.sqrt(v)) for n, v in zip(names, variances, strict=True)}

@@ -1,0 +1,171 @@
+"""The purchase models a CLV run chooses between, behind one shape: P(alive), expected purchases and CLV.
+
+- ``bgnbd``: BG/NBD (Fader, Hardie & Lee 2005); a customer can drop out only right after a repeat purchase.
+- ``mbgnbd``: MBG/NBD (Batislam, Denizel & Filiztekin 2007); a customer can also drop out right after the first
+  purchase. Every closed form of MBG/NBD is BG/NBD's with ``b`` replaced by ``b + 1`` and the ``[x > 0]`` of P(alive)
+  dropped, since its P(alive) ``1 / (1 + a/(b+x) ((alpha+T)/(alpha+t_x))^(r+x))`` and its conditional expectation
+  ``(a+b+x)/(a-1) [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; z)] * P(alive)`` are exactly those: the
+  same numpy and Spark code serves both (``first_purchase_dropout``).
+- ``naive``: the baseline, each customer's own past repeat-purchase rate ``x / T`` carried forward, as if nobody ever
+  stopped buying; it has no P(alive) (null). Registered as a candidate so a run whose fitted models are all refused
+  still leaves a sound champion.
+
+Spend is Gamma-Gamma in every case (:func:`.closed_forms.expected_spend`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyspark.sql.functions as F
+from pyspark.sql import Column
+
+from segmentation.models.clv.closed_forms import (
+    _cash_flow_times,
+    customer_lifetime_value,
+    expected_purchases,
+    expected_spend,
+    p_alive,
+    unconditional_expected_purchases,
+)
+from segmentation.models.clv.columns import ColumnLike, _column, clv_col, expected_purchases_col, expected_spend_col
+from segmentation.models.clv.columns import p_alive_col as _p_alive_col
+from segmentation.models.clv.mbgnbd import MbgNbdParams
+from segmentation.models.clv.params import BgNbdParams, GammaGammaParams
+
+NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "naive": "naive rate"}
+FITTED = ("bgnbd", "mbgnbd")  # the families fitted by maximum likelihood; ``naive`` needs no fit
+
+
+def discount_weight(horizon_periods: float, step: float, discount_rate_per_period: float) -> float:
+    """``sum_k (t_k - t_(k-1)) (1+d)^-t_k``: the discounted length of horizon a constant purchase rate earns over."""
+    times = _cash_flow_times(float(horizon_periods), float(step), float(discount_rate_per_period))
+    lengths = np.diff(np.concatenate([[0.0], times]))
+    return float(np.sum(lengths * (1.0 + discount_rate_per_period) ** -times))
+
+
+@dataclass(frozen=True)
+class PurchaseModel:
+    """One fitted purchase model. ``params`` is in BG/NBD form (MBG/NBD with ``b + 1``), None for ``naive``."""
+
+    family: str
+    params: BgNbdParams | None
+
+    @classmethod
+    def of(cls, family: str, params: BgNbdParams | MbgNbdParams | None) -> PurchaseModel:
+        if family == "bgnbd" and isinstance(params, BgNbdParams):
+            return cls(family, params)
+        if family == "mbgnbd" and isinstance(params, MbgNbdParams):
+            return cls(family, BgNbdParams(r=params.r, alpha=params.alpha, a=params.a, b=params.b + 1.0))
+        if family == "naive" and params is None:
+            return cls(family, None)
+        raise ValueError(f"no purchase model {family!r} with parameters {params!r} ({', '.join(NAMES)})")
+
+    @property
+    def name(self) -> str:
+        return NAMES[self.family]
+
+    @property
+    def _bg(self) -> BgNbdParams:
+        assert self.params is not None
+        return self.params
+
+    @property
+    def _first(self) -> bool:
+        return self.family == "mbgnbd"
+
+    # -- numpy -----------------------------------------------------------------------------------------------------
+    def p_alive(self, x: npt.ArrayLike, t_x: npt.ArrayLike, T: npt.ArrayLike) -> np.ndarray:  # noqa: N803
+        if self.family == "naive":
+            return np.full(np.broadcast_shapes(np.shape(x), np.shape(t_x), np.shape(T)), np.nan)
+        return np.asarray(p_alive(self._bg, x, t_x, T, first_purchase_dropout=self._first), dtype=float)
+
+    def expected_purchases(
+        self,
+        t: npt.ArrayLike,
+        x: npt.ArrayLike,
+        t_x: npt.ArrayLike,
+        T: npt.ArrayLike,  # noqa: N803
+    ) -> np.ndarray:
+        if self.family == "naive":
+            x_, age = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+            rate = np.divide(x_, age, out=np.zeros(np.broadcast_shapes(x_.shape, age.shape)), where=age > 0)
+            return rate * np.asarray(t, dtype=float)
+        return np.asarray(expected_purchases(self._bg, t, x, t_x, T, first_purchase_dropout=self._first), dtype=float)
+
+    def unconditional_expected_purchases(self, t: npt.ArrayLike) -> np.ndarray | None:
+        """E[X(t)] of a new customer; None for ``naive`` (a customer without a past has no rate of their own)."""
+        if self.family == "naive":
+            return None
+        return np.asarray(
+            unconditional_expected_purchases(self._bg, t, first_purchase_dropout=self._first), dtype=float
+        )
+
+    def clv(
+        self,
+        gg: GammaGammaParams,
+        x: npt.ArrayLike,
+        t_x: npt.ArrayLike,
+        T: npt.ArrayLike,  # noqa: N803
+        m: npt.ArrayLike,
+        horizon_periods: float,
+        discount_rate_per_period: float,
+        step: float,
+    ) -> np.ndarray:
+        if self.family == "naive":
+            weight = discount_weight(horizon_periods, step, discount_rate_per_period)
+            return self.expected_purchases(weight, x, t_x, T) * np.asarray(expected_spend(gg, x, m), dtype=float)
+        value = customer_lifetime_value(
+            self._bg,
+            gg,
+            x,
+            t_x,
+            T,
+            m,
+            horizon_periods,
+            discount_rate_per_period,
+            step,
+            first_purchase_dropout=self._first,
+        )
+        return np.asarray(value, dtype=float)
+
+    # -- Spark columns ---------------------------------------------------------------------------------------------
+    def p_alive_col(self, x: ColumnLike, t_x: ColumnLike, T: ColumnLike) -> Column:  # noqa: N803
+        if self.family == "naive":
+            return F.lit(None).cast("double")
+        return _p_alive_col(self._bg, x, t_x, T, first_purchase_dropout=self._first)
+
+    def expected_purchases_col(self, t: float, x: ColumnLike, t_x: ColumnLike, T: ColumnLike) -> Column:  # noqa: N803
+        if self.family == "naive":
+            x_, age = _column(x), _column(T)
+            return F.when(age > 0, x_ / age).when(x_ >= 0, F.lit(0.0)) * F.lit(float(t))
+        return expected_purchases_col(self._bg, float(t), x, t_x, T, first_purchase_dropout=self._first)
+
+    def clv_col(
+        self,
+        gg: GammaGammaParams,
+        x: ColumnLike,
+        t_x: ColumnLike,
+        T: ColumnLike,  # noqa: N803
+        m: ColumnLike,
+        horizon_periods: float,
+        discount_rate_per_period: float,
+        step: float,
+    ) -> Column:
+        if self.family == "naive":
+            weight = discount_weight(horizon_periods, step, discount_rate_per_period)
+            return self.expected_purchases_col(weight, x, t_x, T) * expected_spend_col(gg, x, m)
+        return clv_col(
+            self._bg,
+            gg,
+            x,
+            t_x,
+            T,
+            m,
+            horizon_periods,
+            discount_rate_per_period,
+            step,
+            first_purchase_dropout=self._first,
+        )
