@@ -214,7 +214,10 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
         """Judge every candidate (and the naive rate) on the holdout in one pass, guard each, and pick by
         ``models.clv.selection_metric`` among the fitted ones no guard refused; the naive rate when all were."""
         fit, cfg = fitted.fit, self.config
-        fits = {name: self._candidate(fit, name, frames.time_unit) for name in [*fit.purchase, "naive"]}
+        fits = {  # the candidate ``fit`` already built is reused: its standard errors are not taken twice
+            name: fitted if name == fitted.model.purchase else self._candidate(fit, name, frames.time_unit)
+            for name in [*fit.purchase, "naive"]
+        }
         evaluations = ct.evaluate_candidates(
             frames.summary_df,
             frames.actuals_df,
