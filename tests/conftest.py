@@ -4,7 +4,8 @@ Expressions are evaluated by Spark's interpreter instead of generated Java (``sp
 ``spark.sql.codegen.factoryMode=NO_CODEGEN``, as Spark's own test suites run one of their modes): on test data of
 tens of rows, compiling the generated code of every query was about a quarter of a build's CPU, and the interpreted
 path gives the same results. Jobs the tests start as processes (the CLI, catalog, Spark Connect and cluster tests)
-run with the shipped configuration, code generation included.
+run with the shipped configuration, code generation included; in-process jobs read ``conf_dir``, the shipped folder
+with the shuffle sized for this session (``TEST_SESSION_CONF``).
 
 Delta's jars come from the cache ``make install`` fills (``$SEGMENTATION_JARS_DIR`` or ``.cache/jars``). Tables live
 in a temporary folder per test (``tmp_path``); MLflow tests use a SQLite store in their own temporary folder.
@@ -12,6 +13,7 @@ in a temporary folder per test (``tmp_path``); MLflow tests use a SQLite store i
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -32,7 +34,7 @@ def spark(tmp_path_factory):
     settings = SparkSettings(
         master="local[2]",
         app_name="segmentation-tests",
-        driver_memory="3g",
+        driver_memory="4g",
         conf={
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
@@ -44,6 +46,14 @@ def spark(tmp_path_factory):
             "spark.databricks.delta.snapshotPartitions": "2",
             "spark.sql.codegen.wholeStage": "false",
             "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+            # A run of a few thousand jobs: keep the status store's retained plans and tasks small on the driver heap.
+            "spark.sql.ui.retainedExecutions": "20",
+            "spark.ui.retainedJobs": "50",
+            "spark.ui.retainedStages": "50",
+            "spark.ui.retainedTasks": "500",
+            "spark.databricks.delta.delta.log.cacheSize": "200",
+            # No Python call site attached to every column expression (a few JVM round trips each).
+            "spark.python.sql.dataFrameDebugging.enabled": "false",
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
         },
@@ -77,9 +87,30 @@ def _session_settings_restored():
             conf.set(key, value)
 
 
+# Sized for the shared session and tests of tens of rows: ``conf/local.yaml`` asks for 32 shuffle partitions (right
+# for 100M orders), which every in-process job would set on the shared session, making each shuffle 32 tasks of nothing.
+TEST_SESSION_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
+# The same as a command-line override, for jobs the tests start as processes (a JSON object is a YAML mapping).
+TEST_SESSION_OVERRIDE = "spark.conf=" + json.dumps(TEST_SESSION_CONF)
+
+
 @pytest.fixture(scope="session")
-def conf_dir() -> Path:
-    return ROOT / "conf"
+def conf_dir(tmp_path_factory) -> Path:
+    """The shipped ``conf/`` folder, copied with ``local.yaml``'s session settings sized for test data.
+
+    Every business rule, threshold and name is the shipped one (``base.yaml`` is copied as is); only the Spark
+    settings in ``TEST_SESSION_CONF`` differ. Jobs started as processes read the shipped ``conf/local.yaml``.
+    """
+    import shutil
+
+    import yaml
+
+    folder = tmp_path_factory.mktemp("harness") / "conf"
+    shutil.copytree(ROOT / "conf", folder)
+    local = yaml.safe_load((folder / "local.yaml").read_text(encoding="utf-8"))
+    local["spark"]["conf"].update(TEST_SESSION_CONF)
+    (folder / "local.yaml").write_text(yaml.safe_dump(local, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return folder
 
 
 @pytest.fixture()

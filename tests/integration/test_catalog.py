@@ -19,6 +19,7 @@ import pytest
 
 from segmentation.config import ConfigError, Outputs, TableRef, load_settings
 from segmentation.io import Location
+from tests.conftest import TEST_SESSION_OVERRIDE
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2026-06-30"
@@ -199,6 +200,7 @@ def catalog_run(tmp_path_factory):
         "generate.customers_per_partition=500",
         "models.churn.max_iter=3",
         "models.churn.max_depth=2",
+        TEST_SESSION_OVERRIDE,
     ]
     jobs = _run(JOBS, str(root), str(ROOT / "conf" / "local.yaml"), *overrides, timeout=1500)
     read = _run(READER, str(root), OUTPUT_SCHEMA, *OUTPUT_TABLES, timeout=600)

@@ -17,13 +17,13 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import ORDER_COLUMNS, ROOT, order_row
+from tests.conftest import ORDER_COLUMNS, ROOT, TEST_SESSION_OVERRIDE, order_row
 from tests.reliability.data import AS_OF, good_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 LOCAL = str(ROOT / "conf" / "local.yaml")
-SMALL_SPARK = ["spark.master=local[2]", "spark.driver_memory=1g"]
+SMALL_SPARK = ["spark.master=local[2]", "spark.driver_memory=1g", TEST_SESSION_OVERRIDE]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
