@@ -11,6 +11,12 @@ from segmentation.io.changes import (
     read_version,
     replace_rows,
 )
+from segmentation.io.commits import (
+    CONCURRENT_COMMIT_ERRORS,
+    DEFAULT_COMMIT_RETRIES,
+    is_concurrent_commit_error,
+    is_concurrent_creation_error,
+)
 from segmentation.io.location import Location
 from segmentation.io.manifest import (
     RUN_COMPLETE,
@@ -24,12 +30,8 @@ from segmentation.io.manifest import (
 )
 from segmentation.io.merge import STATE_PROPERTY, MergeResult, merge_state, state_as_of
 from segmentation.io.tables import (
-    CONCURRENT_COMMIT_ERRORS,
-    DEFAULT_COMMIT_RETRIES,
     ReadResult,
     ensure_table,
-    is_concurrent_commit_error,
-    is_concurrent_creation_error,
     is_delta_table,
     overwrite_table,
     previous_as_of,

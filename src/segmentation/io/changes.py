@@ -19,9 +19,10 @@ import pyspark.sql.functions as F
 from pyspark.sql import DataFrame, SparkSession
 
 from segmentation.config import TableRef
+from segmentation.io.commits import save_committed
 from segmentation.io.location import Location
 from segmentation.io.manifest import RUN_COMPLETE
-from segmentation.io.tables import _with_commit_retries, read_output
+from segmentation.io.tables import read_output
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,9 @@ def replace_rows(
         writer = writer.option("replaceWhere", predicate)
     else:  # the whole table: a full rebuild may also change its columns
         writer = writer.option("overwriteSchema", "true").partitionBy(*partition_by)
-    _with_commit_retries(lambda: location.save(writer), f"write of {location} where {predicate}", retries)
-    version = location.version(spark)
+    version = save_committed(spark, lambda: location.save(writer), f"write of {location} where {predicate}", retries)
+    if version is None:
+        version = location.version(spark)
     log.info("wrote %s where %s -> version %s", location, predicate, version)
     return int(version)
 
@@ -124,5 +126,7 @@ def commit_metadata(spark: SparkSession, path: str | Location, version: int) -> 
 def append_rows(df: DataFrame, path: str | Location) -> int:
     """Append rows to an input table (a daily feed), by path or name; returns the version committed."""
     location = Location.of(path)
-    location.save(df.write.format("delta").mode("append"))
-    return int(location.version(df.sparkSession))
+    spark = df.sparkSession
+    writer = df.write.format("delta").mode("append")
+    version = save_committed(spark, lambda: location.save(writer), f"append to {location}", 0)
+    return int(version if version is not None else location.version(spark))

@@ -14,14 +14,9 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from segmentation.io.commits import DEFAULT_COMMIT_RETRIES, save_committed
 from segmentation.io.location import Location
-from segmentation.io.tables import (
-    DEFAULT_COMMIT_RETRIES,
-    _committed_version,
-    _with_commit_retries,
-    ensure_table,
-    read_output,
-)
+from segmentation.io.tables import _committed_version, ensure_table, read_output
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +86,9 @@ def append_run(
     marker = f"segmentation run_id={record.run_id} status={record.status} write={uuid.uuid4().hex}"
     writer = df.coalesce(1).write.format("delta").mode("append").option("userMetadata", marker)
     location = Location.of(path)
-    _with_commit_retries(lambda: location.save(writer), f"manifest append to {location}", retries)
-    version = _committed_version(spark, path, marker)
+    version = save_committed(spark, lambda: location.save(writer), f"manifest append to {location}", retries)
+    if version is None:
+        version = _committed_version(spark, path, marker)
     log.info("manifest %s: %s %s as_of_date=%s run %s", path, record.job, record.status, record.as_of, record.run_id)
     return version
 

@@ -24,13 +24,9 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from segmentation.io.commits import DEFAULT_COMMIT_RETRIES, with_commit_retries
 from segmentation.io.location import Location
-from segmentation.io.tables import (
-    DEFAULT_COMMIT_RETRIES,
-    _with_commit_retries,
-    ensure_table,
-    table_version,
-)
+from segmentation.io.tables import ensure_table, table_version
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +161,7 @@ def merge_state(
                 held.unpersist()
         return True
 
-    applied = _with_commit_retries(attempt, f"merge into {loc} as_of_date={as_of}", retries)
+    applied = with_commit_retries(attempt, f"merge into {loc} as_of_date={as_of}", retries)
     state = before[0] if before else None
     if not applied:
         log.warning(

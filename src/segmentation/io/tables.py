@@ -18,6 +18,12 @@ from pyspark.sql import types as T
 
 from segmentation.config import TableRef
 from segmentation.errors import InputError
+from segmentation.io.commits import (
+    DEFAULT_COMMIT_RETRIES,
+    is_concurrent_creation_error,
+    save_committed,
+    with_commit_retries,
+)
 from segmentation.io.location import Location
 from segmentation.io.location import qualify as qualify  # re-exported: callers import it from here
 
@@ -147,54 +153,6 @@ def previous_as_of(spark: SparkSession, path: str, as_of: dt.date) -> dt.date | 
     return row["d"] if row else None
 
 
-# Delta errors raised when another writer committed first; the losing transaction changed nothing and may retry.
-CONCURRENT_COMMIT_ERRORS = (
-    "ConcurrentAppendException",
-    "ConcurrentDeleteReadException",
-    "ConcurrentDeleteDeleteException",
-    "ConcurrentTransactionException",
-    "ConcurrentWriteException",
-    "MetadataChangedException",
-    "ProtocolChangedException",
-    "DELTA_CONCURRENT_",
-    "DELTA_METADATA_CHANGED",
-    "DELTA_PROTOCOL_CHANGED",
-)
-DEFAULT_COMMIT_RETRIES = 5
-
-
-def is_concurrent_commit_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is Delta's optimistic-concurrency conflict (safe to retry: nothing was committed)."""
-    text = f"{type(exc).__name__} {exc}"
-    return any(marker in text for marker in CONCURRENT_COMMIT_ERRORS)
-
-
-def is_concurrent_creation_error(exc: BaseException) -> bool:
-    """Whether creating a table met a folder another run is creating right now (its first commit not yet visible)."""
-    text = f"{type(exc).__name__} {exc}"
-    # Both runs wrote version 0 of the log at once: the loser's put-if-absent fails; on retry the table exists.
-    markers = ("DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "FileAlreadyExistsException")
-    return is_concurrent_commit_error(exc) or any(marker in text for marker in markers)
-
-
-def _with_commit_retries(action, what: str, retries: int, retryable=is_concurrent_commit_error):
-    """Run ``action`` again (with a growing, jittered pause) while it loses commit races, at most ``retries`` times."""
-    import random
-    import time
-
-    attempt = 0
-    while True:
-        try:
-            return action()
-        except Exception as exc:
-            if attempt >= retries or not retryable(exc):
-                raise
-            attempt += 1
-            pause = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
-            log.warning("%s lost a race with a concurrent commit; retry %d/%d in %.1fs", what, attempt, retries, pause)
-            time.sleep(pause)
-
-
 def _constrained_schema(schema: T.StructType, not_null: Collection[str]) -> T.StructType:
     return T.StructType(
         [T.StructField(f.name, f.dataType, f.nullable and f.name not in not_null, f.metadata) for f in schema.fields]
@@ -228,7 +186,7 @@ def ensure_table(
         constrained = _constrained_schema(schema, set(not_null))
         loc.create(spark, constrained, partition_by, properties, not_null=not_null, checks=checks)
 
-    _with_commit_retries(create, f"creation of {loc}", retries, retryable=is_concurrent_creation_error)
+    with_commit_retries(create, f"creation of {loc}", retries, retryable=is_concurrent_creation_error)
 
 
 def _committed_version(spark: SparkSession, path: str | Location, marker: str) -> int:
@@ -289,8 +247,9 @@ def write_snapshot(
     if max_records_per_file:
         writer = writer.option("maxRecordsPerFile", max_records_per_file)
     loc = Location.of(path)
-    _with_commit_retries(lambda: loc.save(writer), f"write of {loc} as_of_date={as_of}", retries)
-    version = _committed_version(spark, path, marker)
+    version = save_committed(spark, lambda: loc.save(writer), f"write of {loc} as_of_date={as_of}", retries)
+    if version is None:
+        version = _committed_version(spark, path, marker)
     log.info("wrote %s as_of_date=%s -> version %s", path, as_of, version)
     return version
 
@@ -346,6 +305,8 @@ def update_checks(spark: SparkSession, path: str | Location, checks: Mapping[str
     earlier snapshots hold 5s) is kept as it is, with a warning: earlier snapshots stay valid and the new rows, which
     the narrower rule allows, satisfy the wider one too. Constraints not named in ``checks`` are left alone.
     """
+    if not checks:
+        return
     loc = Location.of(path)
     current = table_checks(spark, loc)
     for name, expression in checks.items():
@@ -358,7 +319,7 @@ def update_checks(spark: SparkSession, path: str | Location, checks: Mapping[str
         statements = [f"ALTER TABLE {loc.sql} DROP CONSTRAINT {name}"] if old is not None else []
         statements.append(f"ALTER TABLE {loc.sql} ADD CONSTRAINT {name} CHECK ({expression})")
         for statement in statements:
-            _with_commit_retries(lambda s=statement: spark.sql(s), f"{statement[:60]}...", retries)
+            with_commit_retries(lambda s=statement: spark.sql(s), f"{statement[:60]}...", retries)
         log.info("%s: CHECK %s is now (%s)%s", loc, name, expression, f", was ({old})" if old else "")
 
 
@@ -367,8 +328,10 @@ def overwrite_table(df: DataFrame, path: str | Location, partition_by: tuple[str
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    Location.of(path).save(writer)
-    version = table_version(df.sparkSession, path)
+    spark = df.sparkSession
+    version = save_committed(spark, lambda: Location.of(path).save(writer), f"write of {path}", 0)
+    if version is None:
+        version = table_version(spark, path)
     log.info("wrote %s -> version %s", path, version)
     return int(version) if version is not None else -1
 
