@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from segmentation import report
-from segmentation.models import churn_model, clv_model, guarding, tracking
+from segmentation.models import churn_model, clv_model, guarding, registry_status, tracking
 from segmentation.models.training import train_and_promote
 from segmentation.report.inputs import ReportInputs
 from segmentation.runs import JobRun
@@ -136,7 +136,7 @@ def test_purchase_models_that_say_nobody_drops_out_are_refused_and_a_sound_candi
     assert len(warnings) == sum(len([k for k in runs[c].data.tags if k.startswith("guard.")]) for c in refused)
 
     # The report's Models section names each refused candidate in words, and shows the run's pictures.
-    status = tracking.model_status(settings.mlflow, "clv", name)
+    status = registry_status.model_status(settings.mlflow, "clv", name)
     section = report.models_section(ReportInputs(as_of=AS_OF, segments_df=None, models=[status]))
     assert f"clv v1: candidate bgnbd was not selected: {guarding.MEANINGS['parameter_at_bound']}" in section.note
     assert (

@@ -21,7 +21,7 @@ from deltalake import DeltaTable
 
 from segmentation import io, pipelines
 from segmentation.config import load_settings
-from segmentation.models import clv_model, registry, tracking
+from segmentation.models import clv_model, registry, registry_status, tracking
 from segmentation.models import clv_training as ct
 from segmentation.pipelines import common
 from segmentation.runs import JobRun
@@ -193,7 +193,7 @@ def test_report_models_section_reads_the_newest_version_and_champion_from_the_re
 
     settings, second = trained["settings"], trained["second"]
     statuses = {
-        f.name: tracking.model_status(settings.mlflow, f.name, f.promotion.registered_model)
+        f.name: registry_status.model_status(settings.mlflow, f.name, f.promotion.registered_model)
         for f in registry.families(settings)
     }
     clv, churn = statuses["clv"], statuses["churn"]
@@ -205,7 +205,7 @@ def test_report_models_section_reads_the_newest_version_and_champion_from_the_re
     assert (churn.latest_version, churn.champion_version, churn.promoted) == ("2", "2", True)
     assert churn.champion_value == churn.latest_value == second.outcome("churn").metrics["auc"]
     assert churn.run_name == f"churn {AS_OF}" and churn.metric == "auc"
-    assert tracking.model_status(settings.mlflow, "clv", "no_such_model") is None
+    assert registry_status.model_status(settings.mlflow, "clv", "no_such_model") is None
 
     section = report.models_section(ReportInputs(as_of=AS_OF, segments_df=None, models=[clv, churn]))
     assert section.note is None and section.image is None

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segmentation.models import clv, clv_model
+from segmentation.models import clv, clv_holdout, clv_model
 from segmentation.models import clv_diagnostics as diagnostics
 from segmentation.models import clv_training as ct
 from segmentation.models.clv.purchase import PurchaseModel
@@ -80,7 +80,7 @@ def test_holdout_actuals_count_purchase_periods_up_to_the_as_of_date(orders_df):
 def test_holdout_metrics_equal_the_numpy_closed_forms(orders_df):
     summary_df = ct.customer_summary(orders_df, END, "days", "completed")
     actuals_df = ct.holdout_actuals(orders_df, END, AS_OF, "days", "completed")
-    evaluation = ct.evaluate_holdout(summary_df, actuals_df, BGNBD, GG, 30.0, table_max=2)
+    evaluation = clv_holdout.evaluate_holdout(summary_df, actuals_df, BGNBD, GG, 30.0, table_max=2)
 
     x, t_x, age = np.array([1, 0, 2]), np.array([10, 0, 59]), np.array([30, 0, 89])  # a, b, d
     actual = np.array([2, 0, 0])
@@ -185,7 +185,9 @@ def test_family_judges_a_champion_in_its_own_time_unit(orders_df, settings_for):
         frames.release()
     summary_df = ct.customer_summary(orders_df, END, "days", "completed")
     actuals_df = ct.holdout_actuals(orders_df, END, AS_OF, "days", "completed")
-    expected = ct.evaluate_holdout(summary_df, actuals_df, BGNBD, GG, 30.0, settings.models.clv.frequency_table_max)
+    expected = clv_holdout.evaluate_holdout(
+        summary_df, actuals_df, BGNBD, GG, 30.0, settings.models.clv.frequency_table_max
+    )
     assert got.metrics == pytest.approx(expected.metrics, rel=1e-12)
     assert got.tables["holdout_by_frequency"] == expected.frequency_table
     daily = diagnostics.repeat_curve(orders_df, END, AS_OF, "days", "completed")

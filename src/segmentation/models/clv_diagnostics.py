@@ -1,7 +1,7 @@
 """What a reviewer of a CLV run looks at besides the metrics: small tables and the pictures drawn from them.
 
 - the holdout check by calibration frequency (actual, model, naive; the table comes from
-  :func:`.clv_training.evaluate_holdout`);
+  :func:`.clv_holdout.evaluate_holdout`);
 - repeat buyers' P(alive) by days since their last purchase, from the patterns the fit ran on (no Spark job);
 - the calibration customers' cumulative repeat purchases, actual and expected, through the holdout (one shuffle by
   customer, only ``(cohort, period)`` counts on the driver).

@@ -28,7 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from segmentation.config import ClvModelSettings
-from segmentation.models import clv, guarding, tracking
+from segmentation.models import clv, clv_holdout, guarding, tracking
 from segmentation.models import clv_diagnostics as diagnostics
 from segmentation.models import clv_training as ct
 from segmentation.models.base import Candidate, Evaluation, Fitted, ModelFamily, ScoringInputs, Selection
@@ -218,7 +218,7 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
             name: fitted if name == fitted.model.purchase else self._candidate(fit, name, frames.time_unit)
             for name in [*fit.purchase, "naive"]
         }
-        evaluations = ct.evaluate_candidates(
+        evaluations = clv_holdout.evaluate_candidates(
             frames.summary_df,
             frames.actuals_df,
             {name: f.model.purchase_model for name, f in fits.items()},
@@ -266,7 +266,7 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
                 return self.evaluate(model, in_unit)
             finally:
                 in_unit.release()
-        evaluation = ct.evaluate_holdout(
+        evaluation = clv_holdout.evaluate_holdout(
             frames.summary_df,
             frames.actuals_df,
             model.purchase_model,

@@ -72,16 +72,16 @@ def _model_statuses(run: JobRun) -> dict:
     """
     from mlflow.exceptions import MlflowException
 
-    from segmentation.models import registry, tracking
+    from segmentation.models import registry, registry_status
 
     settings = run.settings
     with run.stage("read model registry") as info:
-        if not tracking.store_exists(settings.mlflow):
+        if not registry_status.store_exists(settings.mlflow):
             info["models"] = 0
             return {"models_note": f"no model trained yet: no tracking store at {settings.mlflow.tracking_uri}"}
         try:
             found = [
-                tracking.model_status(settings.mlflow, f.name, f.promotion.registered_model)
+                registry_status.model_status(settings.mlflow, f.name, f.promotion.registered_model)
                 for f in registry.families(settings)
             ]
         except MlflowException as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import DataFrame
 
 if TYPE_CHECKING:
-    from segmentation.models.tracking import ModelStatus
+    from segmentation.models.registry_status import ModelStatus
 
 WEEK_DAYS = 7  # the entries-and-exits section covers the as-of date and the six days before it
 
