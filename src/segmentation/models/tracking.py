@@ -1,6 +1,6 @@
 """MLflow at the edge: one run per trained model, the registry, and the ``champion`` alias.
 
-Training code returns models and metrics; this module is the only one that talks to MLflow. A run records what is
+Training code returns models and metrics; this module is the only one that writes to MLflow. A run records what is
 needed to reproduce and judge a model: its parameters, its holdout metrics, the input table with its Delta version,
 the whole configuration as an artifact, and the model itself with a signature and an input example, registered under
 its configured name. The alias ``champion`` is what the ``score`` job loads; it moves to a new version only when that
