@@ -24,6 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SEGMENTATION_JARS_DIR", str(ROOT / ".cache" / "jars"))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+# Sized for the shared session and tests of tens of rows: ``conf/local.yaml`` asks for 32 shuffle partitions (right
+# for 100M orders), which every in-process job would set on the shared session, making each shuffle 32 tasks of nothing.
+TEST_SESSION_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
+# The same as a command-line override, for jobs the tests start as processes (a JSON object is a YAML mapping).
+TEST_SESSION_OVERRIDE = "spark.conf=" + json.dumps(TEST_SESSION_CONF)
+
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
@@ -36,8 +42,7 @@ def spark(tmp_path_factory):
         app_name="segmentation-tests",
         driver_memory="4g",
         conf={
-            "spark.sql.shuffle.partitions": "2",
-            "spark.default.parallelism": "2",
+            **TEST_SESSION_CONF,
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.adaptive.enabled": "true",
@@ -85,13 +90,6 @@ def _session_settings_restored():
     for key, value in _SESSION_CONF.items():
         if now.get(key) != value and conf.isModifiable(key):
             conf.set(key, value)
-
-
-# Sized for the shared session and tests of tens of rows: ``conf/local.yaml`` asks for 32 shuffle partitions (right
-# for 100M orders), which every in-process job would set on the shared session, making each shuffle 32 tasks of nothing.
-TEST_SESSION_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
-# The same as a command-line override, for jobs the tests start as processes (a JSON object is a YAML mapping).
-TEST_SESSION_OVERRIDE = "spark.conf=" + json.dumps(TEST_SESSION_CONF)
 
 
 @pytest.fixture(scope="session")

@@ -102,9 +102,10 @@ def replace_rows(
         writer = writer.option("replaceWhere", predicate)
     else:  # the whole table: a full rebuild may also change its columns
         writer = writer.option("overwriteSchema", "true").partitionBy(*partition_by)
-    version = save_committed(spark, lambda: location.save(writer), f"write of {location} where {predicate}", retries)
-    if version is None:
-        version = location.version(spark)
+    what = f"write of {location} where {predicate}"
+    version = save_committed(
+        spark, lambda: location.save(writer), what, retries, read_back=lambda: location.version(spark)
+    )
     log.info("wrote %s where %s -> version %s", location, predicate, version)
     return int(version)
 
@@ -128,5 +129,7 @@ def append_rows(df: DataFrame, path: str | Location) -> int:
     location = Location.of(path)
     spark = df.sparkSession
     writer = df.write.format("delta").mode("append")
-    version = save_committed(spark, lambda: location.save(writer), f"append to {location}", 0)
-    return int(version if version is not None else location.version(spark))
+    version = save_committed(
+        spark, lambda: location.save(writer), f"append to {location}", 0, lambda: location.version(spark)
+    )
+    return int(version)

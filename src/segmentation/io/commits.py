@@ -49,11 +49,12 @@ def is_concurrent_creation_error(exc: BaseException) -> bool:
 LAST_COMMIT_VERSION = "spark.databricks.delta.lastCommitVersionInSession"
 
 
-def save_committed(spark: SparkSession, save, what: str, retries: int) -> int | None:
+def save_committed(spark: SparkSession, save, what: str, retries: int, read_back) -> int | None:
     """Run a writing ``save`` (with commit retries) and return the version its commit made, as the session recorded it.
 
     No table history is read back: the session's record of its own last commit is exact even when other runs commit
-    to the same table right after. None when the session recorded no commit (callers then fall back to the history).
+    to the same table right after. Only when the session recorded no commit is ``read_back()`` (the table's history)
+    asked instead.
     """
 
     def attempt() -> int | None:
@@ -62,7 +63,8 @@ def save_committed(spark: SparkSession, save, what: str, retries: int) -> int | 
         value = spark.conf.get(LAST_COMMIT_VERSION, None)
         return int(value) if value not in (None, "") else None
 
-    return with_commit_retries(attempt, what, retries)
+    version = with_commit_retries(attempt, what, retries)
+    return version if version is not None else read_back()
 
 
 def with_commit_retries(action, what: str, retries: int, retryable=is_concurrent_commit_error):

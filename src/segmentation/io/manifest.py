@@ -86,9 +86,13 @@ def append_run(
     marker = f"segmentation run_id={record.run_id} status={record.status} write={uuid.uuid4().hex}"
     writer = df.coalesce(1).write.format("delta").mode("append").option("userMetadata", marker)
     location = Location.of(path)
-    version = save_committed(spark, lambda: location.save(writer), f"manifest append to {location}", retries)
-    if version is None:
-        version = _committed_version(spark, path, marker)
+    version = save_committed(
+        spark,
+        lambda: location.save(writer),
+        f"manifest append to {location}",
+        retries,
+        read_back=lambda: _committed_version(spark, path, marker),
+    )
     log.info("manifest %s: %s %s as_of_date=%s run %s", path, record.job, record.status, record.as_of, record.run_id)
     return version
 

@@ -247,9 +247,13 @@ def write_snapshot(
     if max_records_per_file:
         writer = writer.option("maxRecordsPerFile", max_records_per_file)
     loc = Location.of(path)
-    version = save_committed(spark, lambda: loc.save(writer), f"write of {loc} as_of_date={as_of}", retries)
-    if version is None:
-        version = _committed_version(spark, path, marker)
+    version = save_committed(
+        spark,
+        lambda: loc.save(writer),
+        f"write of {loc} as_of_date={as_of}",
+        retries,
+        read_back=lambda: _committed_version(spark, path, marker),
+    )
     log.info("wrote %s as_of_date=%s -> version %s", path, as_of, version)
     return version
 
@@ -329,9 +333,13 @@ def overwrite_table(df: DataFrame, path: str | Location, partition_by: tuple[str
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     spark = df.sparkSession
-    version = save_committed(spark, lambda: Location.of(path).save(writer), f"write of {path}", 0)
-    if version is None:
-        version = table_version(spark, path)
+    version = save_committed(
+        spark,
+        lambda: Location.of(path).save(writer),
+        f"write of {path}",
+        0,
+        read_back=lambda: table_version(spark, path),
+    )
     log.info("wrote %s -> version %s", path, version)
     return int(version) if version is not None else -1
 
