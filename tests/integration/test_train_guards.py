@@ -22,6 +22,8 @@ import pytest
 
 from segmentation import report
 from segmentation.models import churn_model, clv_model, guarding, registry_status, tracking
+from segmentation.models.clv.purchase import FITTED
+from segmentation.models.clv.purchase import PARAMETER_NAMES as PURCHASE_PARAMETERS
 from segmentation.models.training import train_and_promote
 from segmentation.report.inputs import ReportInputs
 from segmentation.runs import JobRun
@@ -88,12 +90,12 @@ def test_purchase_models_that_say_nobody_drops_out_are_refused_and_a_sound_candi
 
     # Every candidate is a nested run of the training run, with its parameters, fit and holdout metrics, guard tags.
     runs = _candidate_runs(client, degenerate.run_id)
-    assert set(runs) == {"bgnbd", "mbgnbd", "naive"}
+    assert set(runs) == {*FITTED, "naive"}
     for candidate, run in runs.items():
         assert {"holdout_mae", "holdout_rmse", "gg_log_likelihood"} <= set(run.data.metrics), candidate
         if candidate != "naive":
             assert {"log_likelihood", "aic", "bic", f"{candidate}_implied_dropout"} <= set(run.data.metrics)
-            assert {f"{candidate}_{p}" for p in ("r", "alpha", "a", "b")} <= set(run.data.params)
+            assert {f"{candidate}_{p}" for p in PURCHASE_PARAMETERS[candidate]} <= set(run.data.params)
     bgnbd = runs["bgnbd"].data.tags
     assert (bgnbd["guarded"], bgnbd["selected"]) == ("true", "false")
     assert {"guard.degenerate_dropout", "guard.p_alive_does_not_separate", "guard.loses_to_baseline"} <= set(bgnbd)
@@ -156,14 +158,14 @@ def test_purchase_models_that_say_nobody_drops_out_are_refused_and_a_sound_candi
     sound = _train(spark, settings, family, _history(400, 1, never_stop=False, prefix="s"))
     sound_runs = _candidate_runs(client, sound.run_id)
     chosen = [c for c, run in sound_runs.items() if run.data.tags["selected"] == "true"]
-    assert chosen and chosen[0] in ("bgnbd", "mbgnbd"), chosen
+    assert chosen and chosen[0] in FITTED, chosen
     assert (sound.version, sound.promotion.promoted, sound.promotion.guards) == (2, True, ())
     assert sound.promotion.champion_version == "1"
     assert str(client.get_model_version_by_alias(name, tracking.CHAMPION).version) == "2"
     assert sound.metrics["holdout_mae"] < 0.7 * sound.baseline_metrics["holdout_mae"]
     sound_metrics = client.get_run(sound.run_id).data.metrics
     assert sound_metrics["baseline_holdout_mae"] == pytest.approx(sound.baseline_metrics["holdout_mae"])
-    assert all(sound_metrics[f"{chosen[0]}_{p}_se"] > 0 for p in ("r", "alpha", "a", "b")), sound_metrics
+    assert all(sound_metrics[f"{chosen[0]}_{p}_se"] > 0 for p in PURCHASE_PARAMETERS[chosen[0]]), sound_metrics
     assert sound_metrics[f"{chosen[0]}_implied_dropout"] > settings.models.clv.guards.min_dropout
     # The selection metric picked the best sound candidate.
     sound_fitted = [c for c in sound_runs if sound_runs[c].data.tags["guarded"] == "false" and c != "naive"]

@@ -23,6 +23,8 @@ from segmentation import io, pipelines
 from segmentation.config import load_settings
 from segmentation.models import clv_model, registry, registry_status, tracking
 from segmentation.models import clv_training as ct
+from segmentation.models.clv.purchase import FITTED
+from segmentation.models.clv.purchase import PARAMETER_NAMES as PURCHASE_PARAMETERS
 from segmentation.pipelines import common
 from segmentation.runs import JobRun
 from segmentation.transforms import segments
@@ -131,8 +133,8 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     for metric in ("auc", "pr_auc", "brier", "lift_top_decile", "baseline_auc"):
         assert churn_runs[f"metrics.{metric}"].notna().all(), metric
     (purchase,) = set(clv_runs["params.purchase_model"])  # the same data selects the same candidate twice
-    assert purchase in ("bgnbd", "mbgnbd")
-    for name in (f"{purchase}_{p}" for p in ("r", "alpha", "a", "b")):
+    assert purchase in FITTED
+    for name in (f"{purchase}_{p}" for p in PURCHASE_PARAMETERS[purchase]):
         assert clv_runs[f"params.{name}"].astype(float).gt(0).all(), name
     for name in ("gg_p", "gg_q", "gg_v"):
         assert clv_runs[f"params.{name}"].astype(float).gt(0).all(), name
@@ -141,13 +143,13 @@ def test_two_runs_per_model_side_by_side_with_comparable_metrics(trained):
     assert set(children["tags.mlflow.parentRunId"]) == set(clv_runs["run_id"])
     for run_id in clv_runs["run_id"]:
         mine = children[children["tags.mlflow.parentRunId"] == run_id].set_index("tags.candidate")
-        assert sorted(mine.index) == ["bgnbd", "mbgnbd", "naive"]
+        assert sorted(mine.index) == ["bgnbd", "mbgnbd", "naive", "pareto_nbd"]
         assert list(mine.index[mine["tags.selected"] == "true"]) == [purchase]
         assert set(mine["tags.guarded"]) <= {"true", "false"} and mine.loc[purchase, "tags.guarded"] == "false"
         assert (
             mine.loc[purchase, "metrics.holdout_mae"] == clv_runs.set_index("run_id").loc[run_id, "metrics.holdout_mae"]
         )
-        for fitted in ("bgnbd", "mbgnbd"):
+        for fitted in FITTED:
             assert mine.loc[fitted, "metrics.aic"] == pytest.approx(8 - 2 * mine.loc[fitted, "metrics.log_likelihood"])
     pairs = children.groupby("tags.candidate")["metrics.holdout_mae"].nunique()
     assert (pairs == 1).all(), pairs  # same data, same candidates: the same numbers in both runs
@@ -210,7 +212,7 @@ def test_report_models_section_reads_the_newest_version_and_champion_from_the_re
     section = report.models_section(ReportInputs(as_of=AS_OF, segments_df=None, models=[clv, churn]))
     assert section.note is None and section.image is None
     (selected,) = [c["candidate"] for c in clv.candidates if c["selected"]]
-    assert [c["candidate"] for c in clv.candidates] == ["bgnbd", "mbgnbd", "naive"]
+    assert [c["candidate"] for c in clv.candidates] == [*FITTED, "naive"]
     assert f"<td>v2 (clv {AS_OF}, {selected})</td><td>holdout_mae</td><td>{clv.latest_value:.4f}</td>" in section.table
     # The newest versions' diagnostic pictures, as logged in MLflow, under the table.
     assert [caption for caption, _ in section.gallery] == [
@@ -230,8 +232,9 @@ def test_train_result_names_every_family_in_registry_order(trained):
     assert second.outcome("clv").window == f"calibration up to {AS_OF - dt.timedelta(days=90)}"
     clv_outcome = second.outcome("clv")
     (selected,) = [c.name for c in clv_outcome.candidates if c.selected]
-    assert set(clv_outcome.params) == {f"{selected}_{p}" for p in ("r", "alpha", "a", "b")} | {"gg_p", "gg_q", "gg_v"}
-    assert [c.name for c in clv_outcome.candidates] == ["bgnbd", "mbgnbd", "naive"]
+    purchase = {f"{selected}_{p}" for p in PURCHASE_PARAMETERS.get(selected, ())}
+    assert set(clv_outcome.params) == purchase | {"gg_p", "gg_q", "gg_v"}
+    assert [c.name for c in clv_outcome.candidates] == [*FITTED, "naive"]
     for outcome in second.outcomes:
         assert set(outcome.key_metrics) <= set(outcome.metrics), outcome.name
 
@@ -276,12 +279,19 @@ def test_score_fills_every_customer_in_range(runs, spark):
         F.min("expected_purchases").alias("e_min"),
         F.min("churn_probability").alias("c_min"),
         F.max("churn_probability").alias("c_max"),
+        *[
+            F.count(F.when(~(F.col(f"{c}_low") <= F.col(c)) | ~(F.col(c) <= F.col(f"{c}_high")), 1)).alias(f"{c}_out")
+            for c in ("clv", "expected_purchases")
+        ],
+        F.count(F.when(F.col("clv_high") > F.col("clv_low"), 1)).alias("clv_widths"),
     ).first()
     assert row["n"] == runs["scored"].customers == runs["built"].customers
     assert all(row[c] == row["n"] for c in segments.PREDICTION_COLUMNS)
     assert 0.0 <= row["p_min"] <= row["p_max"] <= 1.0
     assert row["clv_min"] >= 0.0 and row["e_min"] >= 0.0
     assert 0.0 <= row["c_min"] <= row["c_max"] <= 1.0
+    # Every customer's interval holds the point prediction, and is an interval (the champion carries draws).
+    assert (row["clv_out"], row["expected_purchases_out"], row["clv_widths"]) == (0, 0, row["n"])
     assert runs["scored"].versions == {"clv": "1", "churn": "2"}
 
 

@@ -15,6 +15,8 @@ from segmentation import bench
 from segmentation.bench.references import naive as naive_reference
 from segmentation.transforms.rules import exclusive_column
 
+FAMILIES = ("bgnbd", "mbgnbd", "pareto_nbd")
+
 AS_OF = dt.date(2026, 6, 30)
 
 
@@ -156,6 +158,13 @@ def test_clv_timing_fits_the_same_parameters_on_patterns_as_on_customers():
     assert row["max_rel_param_diff"] < 1e-5
 
 
+def test_clv_candidate_timing_fits_every_family_and_times_its_intervals():
+    rows = bench.clv_candidate_timings([20_000], seed=3, draws=20)
+    assert [r["family"] for r in rows] == list(FAMILIES)
+    assert all(r["converged"] and r["draws"] == 20 and r["interval_patterns_s"] >= 0 for r in rows), rows
+    assert len({r["patterns"] for r in rows}) == 1 and rows[0]["patterns"] < 20_000  # one collapse, shared
+
+
 @pytest.fixture(scope="module")
 def membership_row(spark, conf_dir, tmp_path_factory) -> dict:
     """The membership MERGE measurement on 1,500 customers with the shipped configuration's dimensions (copy-on-write,
@@ -233,6 +242,7 @@ def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produc
         "driver_memory": "4g",
         "sizes": [_size_row(n, build_s=n / 1e5, duckdb_s=n / 5e5, naive_s=n / 2e4) for n in orders],
         "clv": [{**clv_row, "customers": t.at} for t in loaded if bench_targets.METRICS[t.metric].scope == "clv"],
+        "clv_candidates": bench.clv_candidate_timings([2_000], seed=3, draws=5),
         "membership": [
             {**membership_row, "customers": t.at}
             for t in loaded
@@ -255,6 +265,8 @@ def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produc
     )
     report = bench.render({**results, "machine": _machine(), "as_of": str(AS_OF), "command": "test"})
     assert "## Membership MERGE" in report and "MERGE, deletion vectors (shipped)" in report
+    candidates = report.split("## CLV candidates at scale", 1)[1].split("\n## ", 1)[0]
+    assert all(f"| 2,000 | {results['clv_candidates'][0]['patterns']:,} | {f} |" in candidates for f in FAMILIES)
     models_section = report.split("## Train and score", 1)[1].split("\n## ", 1)[0]
     assert "| 100,000,000 | 5,000,000 | 1,000.0 s | 500.0 s | 0.50× | 250.0 s | 0.25× |" in models_section
     assert "**train** at 100,000,000 orders (500.0 s): read clean orders 100.0 s; fit churn 250.0 s" in models_section

@@ -121,21 +121,35 @@ def test_mbgnbd_closed_forms_equal_the_printed_formulas(params: dict[str, float]
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("family", ["bgnbd", "mbgnbd", "naive"])
+@pytest.mark.parametrize("family", ["bgnbd", "mbgnbd", "pareto_nbd", "naive"])
 def test_every_purchase_model_scores_the_same_in_spark_as_in_numpy(spark, family: str) -> None:
-    params = {"bgnbd": clv.BgNbdParams(r=0.24, alpha=4.4, a=0.79, b=2.4), "mbgnbd": clv.MbgNbdParams(**REFERENCE)}
+    params = {
+        "bgnbd": clv.BgNbdParams(r=0.24, alpha=4.4, a=0.79, b=2.4),
+        "mbgnbd": clv.MbgNbdParams(**REFERENCE),
+        "pareto_nbd": clv.ParetoNbdParams(r=0.553271, alpha=10.577742, s=0.606237, beta=11.668724),
+    }
     model = PurchaseModel.of(family, params.get(family))
     gg = clv.GammaGammaParams(p=6.25, q=3.74, v=15.44)
     rows = [(int(x), float(t_x), float(age), 20.0 + 5 * i) for i, (x, t_x, age) in enumerate(HISTORIES)]
     rows.append((0, 0.0, 0.0, 0.0))  # first seen at the end: no rate of its own
     frame = spark.createDataFrame(rows, "x INT, t_x DOUBLE, T DOUBLE, m DOUBLE")
     horizon, rate, step = 52.0, 0.0018, 30 / 7
-    out = frame.select(
-        "*",
-        model.p_alive_col("x", "t_x", "T").alias("p_alive"),
-        model.expected_purchases_col(horizon, "x", "t_x", "T").alias("expected"),
-        model.clv_col(gg, "x", "t_x", "T", "m", horizon, rate, step).alias("clv"),
-    ).toPandas()
+    out = (
+        frame.select(
+            "*",
+            model.p_alive_col("x", "t_x", "T").alias("p_alive"),
+            model.expected_purchases_col(horizon, "x", "t_x", "T").alias("expected"),
+            model.clv_col(gg, "x", "t_x", "T", "m", horizon, rate, step).alias("clv"),
+        )
+        .select(  # the same columns reusing a P(alive) already computed, as scoring does
+            "*",
+            model.expected_purchases_col(horizon, "x", "t_x", "T", alive="p_alive").alias("expected_reused"),
+            model.clv_col(gg, "x", "t_x", "T", "m", horizon, rate, step, alive="p_alive").alias("clv_reused"),
+        )
+        .toPandas()
+    )
+    np.testing.assert_array_equal(out["expected_reused"], out["expected"])
+    np.testing.assert_array_equal(out["clv_reused"], out["clv"])
     x, t_x, age, m = (out[c].to_numpy() for c in ("x", "t_x", "T", "m"))
     np.testing.assert_allclose(out["p_alive"], model.p_alive(x, t_x, age), rtol=1e-12)
     np.testing.assert_allclose(out["expected"], model.expected_purchases(horizon, x, t_x, age), rtol=1e-8)

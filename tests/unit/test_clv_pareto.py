@@ -6,14 +6,24 @@ CDNOW customers (weeks) and report r = 0.55, alpha = 10.58, s = 0.61, beta = 11.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import integrate
+from scipy.special import gammaln
 
 from segmentation.models import clv
-from segmentation.models.clv.pareto import ParetoNbdParams, fit_pareto_nbd, pareto_nbd_log_likelihood
+from segmentation.models.clv.pareto import (
+    ParetoNbdParams,
+    fit_pareto_nbd,
+    pareto_nbd_expected_purchases,
+    pareto_nbd_log_likelihood,
+    pareto_nbd_unconditional_expected_purchases,
+)
+from segmentation.models.clv.purchase import PurchaseModel
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cdnow_summary.csv"
 PUBLISHED = {"r": 0.55, "alpha": 10.58, "s": 0.61, "beta": 11.67}
@@ -69,3 +79,63 @@ def test_pareto_nbd_p_alive_matches_the_reference_implementation() -> None:
     got = clv.pareto_nbd_p_alive(params, [0, 2, 10], [0.0, 30.43, 20.0], [38.86, 38.86, 38.86])
     np.testing.assert_allclose(got, [0.295099, 0.869116, 0.082761], atol=5e-6)
     assert clv.pareto_nbd_p_alive(params, [3], [10.0], [10.0])[0] == 1.0  # bought at the end of the window
+
+
+LIFETIMES_PARAMS = ParetoNbdParams(r=0.553271, alpha=10.577742, s=0.606237, beta=11.668724)
+
+
+def _posterior(params: ParetoNbdParams, x: float, t_x: float, age: float, t: float) -> tuple[float, float]:
+    """P(alive) and E[Y(t)] from first principles, by integrating over the gamma prior of (lambda, mu): a customer
+    with rates (lambda, mu) alive at T has likelihood lambda^x e^-(lambda+mu)T, one who died in (t_x, T) adds
+    lambda^x mu/(lambda+mu) (e^-(lambda+mu)t_x - e^-(lambda+mu)T), and an alive one buys lambda/mu (1 - e^-mu t) more.
+    No closed form and no hypergeometric function: an independent check of both."""
+
+    def log_prior(a: float, b: float) -> float:  # log-rates a = ln lambda, b = ln mu, Jacobian included
+        p = params
+        return (
+            p.r * np.log(p.alpha) - gammaln(p.r) + p.r * a - p.alpha * np.exp(a)
+            + p.s * np.log(p.beta) - gammaln(p.s) + p.s * b - p.beta * np.exp(b)
+        )  # fmt: skip
+
+    def alive(b: float, a: float) -> float:
+        return float(np.exp(log_prior(a, b) + x * a - (np.exp(a) + np.exp(b)) * age))
+
+    def died(b: float, a: float) -> float:
+        total = np.exp(a) + np.exp(b)
+        window = np.exp(-total * t_x) - np.exp(-total * age)
+        return float(np.exp(log_prior(a, b) + x * a) * np.exp(b) / total * window)
+
+    def future(b: float, a: float) -> float:
+        return alive(b, a) * np.exp(a - b) * -np.expm1(-np.exp(b) * t)
+
+    box = (-25.0, 6.0, -25.0, 6.0)  # ln-rates: the prior mass outside is far below the tolerance
+
+    def integral(f) -> float:
+        return integrate.dblquad(f, *box, epsabs=0, epsrel=1e-8)[0]
+
+    on, off = integral(alive), integral(died)
+    return on / (on + off), integral(future) / (on + off)
+
+
+def test_pareto_nbd_expected_purchases_equal_the_posterior_integral() -> None:
+    x, t_x, age, t = 2.0, 30.43, 38.86, 39.0
+    p_alive, expected = _posterior(LIFETIMES_PARAMS, x, t_x, age, t)
+    assert clv.pareto_nbd_p_alive(LIFETIMES_PARAMS, [x], [t_x], [age])[0] == pytest.approx(p_alive, rel=1e-5)
+    got = pareto_nbd_expected_purchases(LIFETIMES_PARAMS, t, x, t_x, age)[0]
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_pareto_nbd_closed_forms_hold_at_their_edges() -> None:
+    ts = np.array([0.0, 0.5, 10.0, 52.0])
+    model = PurchaseModel.of("pareto_nbd", LIFETIMES_PARAMS)
+    # A customer with no history is a new customer; nothing is bought in no time.
+    np.testing.assert_allclose(model.unconditional_expected_purchases(ts), model.expected_purchases(ts, 0, 0, 0))
+    assert model.expected_purchases(0.0, 3, 10.0, 20.0) == 0.0
+    # s = 1 is a removable singularity: the closed form is continuous through it.
+    near, at = (dataclasses.replace(LIFETIMES_PARAMS, s=s) for s in (1.0 + 1e-9, 1.0))
+    np.testing.assert_allclose(
+        pareto_nbd_unconditional_expected_purchases(near, ts), pareto_nbd_unconditional_expected_purchases(at, ts)
+    )
+    # More time, more purchases; a long silence fewer than a recent purchase.
+    assert np.all(np.diff(model.expected_purchases(ts, 3, 10.0, 20.0)) > 0)
+    assert model.expected_purchases(52.0, 3, 2.0, 40.0) < model.expected_purchases(52.0, 3, 38.0, 40.0)

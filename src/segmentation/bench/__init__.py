@@ -23,10 +23,18 @@ Spark, pandas and deltalake are imported inside functions throughout: the DuckDB
 its start-up time and memory must not include them.
 """
 
-from segmentation.bench.clv_timing import clv_fit_timings, simulate_bgnbd
+from segmentation.bench.clv_timing import clv_candidate_timings, clv_fit_timings, simulate_bgnbd
 from segmentation.bench.references.duckdb import duckdb_statements
 from segmentation.bench.render import render
 from segmentation.bench.runner import run
 from segmentation.bench.targets import load_targets
 
-__all__ = ["clv_fit_timings", "duckdb_statements", "load_targets", "render", "run", "simulate_bgnbd"]
+__all__ = [
+    "clv_candidate_timings",
+    "clv_fit_timings",
+    "duckdb_statements",
+    "load_targets",
+    "render",
+    "run",
+    "simulate_bgnbd",
+]

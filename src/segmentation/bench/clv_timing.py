@@ -88,3 +88,63 @@ def clv_fit_timings(
         )
         log.info("clv fit %s", rows[-1])
     return rows
+
+
+def clv_candidate_timings(
+    customer_counts: Sequence[int], seed: int = 7, resolution_days: int = 7, draws: int = 200
+) -> list[dict[str, Any]]:
+    """Time what ``train`` and ``score`` do on the driver and per pattern for each purchase candidate, at scale.
+
+    For each customer count: BG/NBD histories simulated as in :func:`clv_fit_timings` (on the ``weeks`` grid by
+    default), collapsed to patterns once; then per candidate family the weighted fit, the standard errors (observed
+    information by central differences), ``draws`` parameter sets, and the interval work of ``score``: every draw's
+    expected and discounted purchases on every pattern (:func:`.clv.intervals.purchase_draws`' numpy body, here in one
+    process; ``score`` spreads it over the cores in batches). The Spark side of ``train`` (summaries, the collect of
+    patterns) scales as the build does and is in the build benchmark.
+    """
+    import numpy as np
+
+    from segmentation.models import clv
+    from segmentation.models.clv import intervals
+    from segmentation.models.clv.closed_forms import _cash_flow_times
+    from segmentation.models.clv.purchase import PARAMETER_NAMES, PurchaseModel
+    from segmentation.models.clv.uncertainty import log_covariance
+
+    fitters = {"bgnbd": clv.fit_bgnbd, "mbgnbd": clv.fit_mbgnbd, "pareto_nbd": clv.fit_pareto_nbd}
+    times = _cash_flow_times(365 / 7, 30 / 7, 1.1 ** (7 / 365) - 1)  # the shipped horizon, steps and rate, in weeks
+    discounts = 1.1 ** (-times * 7 / 365)
+    rows = []
+    for n in customer_counts:
+        x, t_x, age = simulate_bgnbd(n, seed, resolution_days=resolution_days)
+        (ux, ut, ua), weights = clv.collapse_patterns(x, t_x, age)
+        for family, fitter in fitters.items():
+            start = time.perf_counter()
+            fit = fitter(ux, ut, ua, weights)
+            fit_s = time.perf_counter() - start
+            start = time.perf_counter()
+            covariance = log_covariance(family, fit.params.to_dict(), (ux, ut, ua), weights)
+            se_s = time.perf_counter() - start
+            row: dict[str, Any] = {
+                "customers": n,
+                "patterns": len(ux),
+                "family": family,
+                "fit_s": round(fit_s, 2),
+                "standard_errors_s": round(se_s, 2),
+                "converged": fit.diagnostics.converged,
+                "params": {k: round(v, 5) for k, v in fit.params.to_dict().items()},
+            }
+            if covariance is not None:
+                values = [getattr(fit.params, name) for name in PARAMETER_NAMES[family]]
+                sets = intervals.draw_parameters(values, covariance, draws, seed) or ()
+                models = [
+                    PurchaseModel.of(family, type(fit.params)(**dict(zip(PARAMETER_NAMES[family], d, strict=True))))
+                    for d in sets
+                ]
+                start = time.perf_counter()
+                for model in models:
+                    cumulative = model.cumulative_purchases(times, ux, ut, ua)
+                    (np.diff(cumulative, axis=0, prepend=0.0) * discounts[:, None]).sum(axis=0)
+                row.update(draws=len(models), interval_patterns_s=round(time.perf_counter() - start, 2))
+            rows.append(row)
+            log.info("clv candidate %s", row)
+    return rows

@@ -296,12 +296,44 @@ def render(results: Mapping[str, Any], notes: str = "") -> str:
             ],
         )
         lines.append("")
+    if "clv_candidates" in results:
+        lines += _clv_candidates(results["clv_candidates"])
     if "membership" in results:
         lines += _membership(results["membership"])
     lines += _targets(results)
     if notes:
         lines += [notes, ""]
     return "\n".join(lines)
+
+
+def _clv_candidates(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per purchase candidate at scale: the fit, its standard errors and the interval work of ``score``."""
+    lines = [
+        "## CLV candidates at scale: fits, standard errors and intervals per pattern",
+        "",
+        "The same simulated histories, collapsed once; for each candidate family `bench.clv_candidate_timings` times"
+        " the weighted fit, the standard errors (observed information) and the interval work `score` does for it:"
+        " every parameter draw's expected and discounted purchases on every pattern (one process here; `score`"
+        " spreads it over the cores).",
+        "",
+    ]
+    lines += _table(
+        ["customers", "patterns", "candidate", "fit", "standard errors", "draws", "intervals on patterns", "converged"],
+        [
+            [
+                f"{r['customers']:,}",
+                f"{r['patterns']:,}",
+                r["family"],
+                f"{r['fit_s']:.2f} s",
+                f"{r['standard_errors_s']:.2f} s",
+                str(r.get("draws", "–")),
+                f"{r['interval_patterns_s']:.2f} s" if "interval_patterns_s" in r else "–",
+                "yes" if r["converged"] else "no",
+            ]
+            for r in rows
+        ],
+    )
+    return [*lines, ""]
 
 
 def _membership(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from segmentation.bench.clv_timing import clv_fit_timings
+from segmentation.bench.clv_timing import clv_candidate_timings, clv_fit_timings
 from segmentation.bench.datasets import (
     DEFAULT_ROOT,
     Dataset,
@@ -250,6 +250,11 @@ def run(
         from segmentation.models.clv_training import DAYS_PER_PERIOD
 
         results["clv"] = clv_fit_timings(clv_customers, resolutions_days=(DAYS_PER_PERIOD[first.models.clv.time_unit],))
+        results["clv_candidates"] = clv_candidate_timings(
+            clv_customers,
+            resolution_days=DAYS_PER_PERIOD[first.models.clv.time_unit],
+            draws=first.models.clv.interval_draws,
+        )
     _save(root_path, results, doc)
     return results
 

@@ -68,12 +68,25 @@ class ClvModelSettings(_Frozen):
         description="Where the bands of days since the last purchase start, after the first (0): the P(alive)-by-"
         "recency diagnostic.",
     )
-    candidates: list[Literal["bgnbd", "mbgnbd"]] = Field(
-        default=["bgnbd", "mbgnbd"],
+    candidates: list[Literal["bgnbd", "mbgnbd", "pareto_nbd"]] = Field(
+        default=["bgnbd", "mbgnbd", "pareto_nbd"],
         min_length=1,
         description="Purchase models fitted on the same patterns, each a nested run; the naive rate is always the"
         " fallback candidate.",
     )
+    interval_quantiles: list[float] = Field(
+        default=[0.1, 0.9],
+        min_length=2,
+        max_length=2,
+        description="The ends of each customer's interval of expected purchases and CLV (customer_segments"
+        " *_low, *_high), as quantiles of the uncertainty of the fitted parameters.",
+    )
+    interval_draws: int = Field(
+        default=200,
+        ge=0,
+        description="Parameter sets drawn from each fit's uncertainty for those intervals (0: no intervals).",
+    )
+    interval_seed: int = Field(default=42, description="Seed of the draws: the same fit always draws the same sets.")
     selection_metric: ClvMetric | Literal["aic", "bic"] = Field(
         default="holdout_mae", description="Picks the candidate to register among those no guard refused."
     )
@@ -87,6 +100,11 @@ class ClvModelSettings(_Frozen):
         edges = self.p_alive_recency_days
         if edges[0] <= 0 or any(b <= a for a, b in itertools.pairwise(edges)):
             raise ValueError(f"p_alive_recency_days must be positive and increasing, got {edges}")
+        low, high = self.interval_quantiles
+        if not 0 < low < high < 1:
+            raise ValueError(
+                f"interval_quantiles must be two quantiles 0 < low < high < 1, got {self.interval_quantiles}"
+            )
         if len(set(self.candidates)) != len(self.candidates):
             raise ValueError(f"candidates must not repeat a model, got {self.candidates}")
         return self

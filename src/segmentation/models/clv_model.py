@@ -19,11 +19,13 @@ import dataclasses
 import datetime as dt
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyspark.sql.functions as F
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
@@ -32,6 +34,7 @@ from segmentation.models import clv, clv_holdout, guarding, tracking
 from segmentation.models import clv_diagnostics as diagnostics
 from segmentation.models import clv_training as ct
 from segmentation.models.base import Candidate, Evaluation, Fitted, ModelFamily, ScoringInputs, Selection
+from segmentation.models.clv import intervals
 from segmentation.models.clv.guards import implied_dropout
 from segmentation.transforms.features import KEY
 
@@ -48,18 +51,37 @@ INPUT_EXAMPLE = pd.DataFrame(
 # ----------------------------------------------------------------------------------------------------------------------
 # Predictions: Spark columns for scoring, their numpy twin for the pyfunc
 # ----------------------------------------------------------------------------------------------------------------------
-def with_predictions(summary_df: DataFrame, model: ct.ClvModel, horizon: ct.Horizon) -> DataFrame:
-    """``(customer_id, p_alive, expected_purchases, expected_spend, clv)`` as Spark column expressions."""
+INTERVAL_COLUMNS = ("expected_purchases_low", "expected_purchases_high", "clv_low", "clv_high")
+
+
+def with_predictions(
+    summary_df: DataFrame, model: ct.ClvModel, horizon: ct.Horizon, quantiles: Sequence[float] | None = None
+) -> DataFrame:
+    """``(customer_id, p_alive, expected_purchases, expected_spend, clv)`` as Spark column expressions, and with
+    ``quantiles`` (low, high) the ``INTERVAL_COLUMNS``: each customer's interval from the parameter draws the model
+    carries (:mod:`.clv.intervals`), null when it carries none."""
     args = ("frequency", "recency", "T")
     purchase = model.purchase_model
     horizon_args = (horizon.periods, horizon.discount_rate_per_period, horizon.step)
-    return summary_df.select(
+    # P(alive) once per customer: for Pareto/NBD it is a UDF the other two columns would otherwise evaluate again.
+    predicted = summary_df.withColumn("p_alive", purchase.p_alive_col(*args)).select(
         KEY,
-        purchase.p_alive_col(*args).alias("p_alive"),
-        purchase.expected_purchases_col(horizon.periods, *args).alias("expected_purchases"),
+        *args,
+        "monetary",
+        "p_alive",
+        purchase.expected_purchases_col(horizon.periods, *args, alive="p_alive").alias("expected_purchases"),
         clv.expected_spend_col(model.gamma_gamma, "frequency", "monetary").alias("expected_spend"),
-        purchase.clv_col(model.gamma_gamma, *args, "monetary", *horizon_args).alias("clv"),
+        purchase.clv_col(model.gamma_gamma, *args, "monetary", *horizon_args, alive="p_alive").alias("clv"),
     )
+    points = (KEY, "p_alive", "expected_purchases", "expected_spend", "clv")
+    if quantiles is None:
+        return predicted.select(*points)
+    if model.spend_draws is None:
+        return predicted.select(*points, *[F.lit(None).cast("double").alias(c) for c in INTERVAL_COLUMNS])
+    with_bounds = intervals.with_intervals(
+        predicted, model.purchase_models_at_draws(), model.spend_draws, quantiles, *horizon_args
+    )
+    return with_bounds.select(*points, *INTERVAL_COLUMNS)
 
 
 def predict_frame(model: ct.ClvModel, horizon: ct.Horizon, frame: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +180,7 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
 
     name = "clv"
     GREATER_IS_BETTER = ct.GREATER_IS_BETTER
-    SCORE_COLUMNS = ("clv", "p_alive", "expected_purchases")
+    SCORE_COLUMNS = ("clv", "p_alive", "expected_purchases", *INTERVAL_COLUMNS)
     KEY_METRICS = ("holdout_mae", "holdout_rmse", "holdout_actual_total", "holdout_predicted_total", "spend_mae")
     BASELINE = "the naive baseline (each customer's own past purchase rate)"
 
@@ -180,8 +202,11 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
     def _candidate(self, fit: ct.ClvFit, name: str, time_unit: str) -> ClvFitted:
         """One candidate of a fit as a model with its fit-side metrics, guard findings and tables."""
         params = fit.purchase[name].params if name in fit.purchase else None
-        model = ct.ClvModel(params, fit.gamma_gamma.params, time_unit, name)
-        errors = ct.parameter_standard_errors(fit, name)
+        uncertainty = ct.parameter_uncertainty(fit, name)
+        errors = uncertainty.errors
+        cfg = self.config
+        draws = ct.parameter_draws(fit, name, uncertainty, cfg.interval_draws, cfg.interval_seed)
+        model = ct.ClvModel(params, fit.gamma_gamma.params, time_unit, name, *draws)
         metrics = {
             "gg_log_likelihood": fit.gamma_gamma.diagnostics.log_likelihood,
             "bgnbd_patterns": float(fit.bgnbd_patterns),
@@ -314,7 +339,10 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
             inputs.orders_df, inputs.as_of, model.time_unit, self.settings.quality.sale_status
         )
         horizon = ct.Horizon.from_settings(self.config, model.time_unit)
-        return with_predictions(summary_df, model, horizon).select(KEY, *self.SCORE_COLUMNS)
+        cfg = self.config
+        if cfg.interval_draws == 0:  # switched off: the champion's draws are not used, the columns stay null
+            model = dataclasses.replace(model, purchase_draws=None, spend_draws=None)
+        return with_predictions(summary_df, model, horizon, cfg.interval_quantiles).select(KEY, *self.SCORE_COLUMNS)
 
     def log(self, fitted: ClvFitted, registered_model: str) -> Any:
         horizon = ct.Horizon.from_settings(self.config, fitted.model.time_unit)

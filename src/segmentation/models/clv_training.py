@@ -18,9 +18,10 @@ CLV model family, :mod:`segmentation.models.clv_model`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +30,11 @@ from pyspark.sql import Column, DataFrame
 
 from segmentation.config import ClvGuardSettings, ClvModelSettings
 from segmentation.models import clv
+from segmentation.models.clv import intervals
 from segmentation.models.clv.guards import GuardFinding, GuardLimits, check_purchase_fit
+from segmentation.models.clv.intervals import Draws
 from segmentation.models.clv.purchase import PurchaseModel
-from segmentation.models.clv.uncertainty import standard_errors
+from segmentation.models.clv.uncertainty import log_covariance, parameter_names, standard_errors
 from segmentation.transforms.columns import day_number, utc_day
 from segmentation.transforms.features import KEY
 
@@ -111,9 +114,9 @@ def round_significant(value: Column, digits: int) -> Column:
     return F.when(value > 0, F.round(value / scale) * scale).otherwise(value)
 
 
-PurchaseFit = clv.BgNbdFit | clv.MbgNbdFit
-_FITTERS = {"bgnbd": clv.fit_bgnbd, "mbgnbd": clv.fit_mbgnbd}
-PURCHASE_PARAMETERS = 4  # r, alpha, a, b of every fitted family: the k of AIC and BIC
+PurchaseFit = clv.BgNbdFit | clv.MbgNbdFit | clv.ParetoNbdFit
+_FITTERS = {"bgnbd": clv.fit_bgnbd, "mbgnbd": clv.fit_mbgnbd, "pareto_nbd": clv.fit_pareto_nbd}
+PURCHASE_PARAMETERS = 4  # r, alpha, a, b (Pareto/NBD: r, alpha, s, beta) of every fitted family: the k of AIC, BIC
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ class ClvFit:
     """The candidate purchase models and the spend model, with the patterns they ran on, whose counts say how much
     the driver saw.
 
-    ``purchase`` maps each configured family (``bgnbd``, ``mbgnbd``) to its fit, all on the same patterns.
+    ``purchase`` maps each configured family (``bgnbd``, ``mbgnbd``, ``pareto_nbd``) to its fit, all on the same
+    patterns.
     ``purchase_patterns`` is ``(x, t_x, T, weight)`` and ``spend_patterns`` ``(x, m, weight)``, the arrays the fits
     ran on: the guards and the standard errors are evaluated on them, never on customers.
     """
@@ -219,17 +223,69 @@ def guard_findings(fit: ClvFit, family: str, guards: ClvGuardSettings, time_unit
     return findings
 
 
-def parameter_standard_errors(fit: ClvFit, family: str) -> dict[str, float]:
-    """Standard errors of one candidate's parameters under their logged names (``bgnbd_a``, ``gg_v``, ...); ``inf``
-    when the fit cannot pin a parameter down (a flat likelihood: a degenerate fit)."""
+Covariance = tuple[tuple[float, ...], ...]  # of log-parameters, in :func:`.clv.uncertainty.parameter_names` order
+
+
+@dataclass(frozen=True)
+class ParameterUncertainty:
+    """How sure one candidate's fit is of its parameters.
+
+    ``errors`` are the standard errors under their logged names (``bgnbd_a``, ``gg_v``, ...), ``inf`` when the fit
+    cannot pin a parameter down (a flat likelihood: a degenerate fit). ``purchase`` and ``spend`` are the covariances
+    of the log-parameters the errors come from (None: not invertible; ``purchase`` is None for the naive rate too),
+    which the intervals of :mod:`.clv.intervals` carry to every customer.
+    """
+
+    errors: dict[str, float]
+    purchase: Covariance | None
+    spend: Covariance | None
+
+
+def _frozen(covariance: np.ndarray | None) -> Covariance | None:
+    return None if covariance is None else tuple(tuple(float(v) for v in row) for row in covariance)
+
+
+def parameter_uncertainty(fit: ClvFit, family: str) -> ParameterUncertainty:
+    """Standard errors and log-parameter covariances of one candidate: its purchase model and Gamma-Gamma."""
     px, pm, pw = fit.spend_patterns
-    spend = standard_errors("gamma_gamma", fit.gamma_gamma.params.to_dict(), (px, pm), pw)
+    gg = fit.gamma_gamma.params.to_dict()
+    spend_cov = log_covariance("gamma_gamma", gg, (px, pm), pw)
+    spend = standard_errors("gamma_gamma", gg, (px, pm), pw, covariance=spend_cov)
     errors = {f"gg_{k}": v for k, v in spend.items()}
+    purchase_cov = None
     if family in fit.purchase:
         x, t_x, age, w = fit.purchase_patterns
-        purchase = standard_errors(family, fit.purchase[family].params.to_dict(), (x, t_x, age), w)
+        params = fit.purchase[family].params.to_dict()
+        purchase_cov = log_covariance(family, params, (x, t_x, age), w)
+        purchase = standard_errors(family, params, (x, t_x, age), w, covariance=purchase_cov)
         errors = {**{f"{family}_{k}": v for k, v in purchase.items()}, **errors}
-    return errors
+    return ParameterUncertainty(errors, _frozen(purchase_cov), _frozen(spend_cov))
+
+
+def _valid_purchase(family: str) -> Callable[[tuple[float, ...]], bool]:
+    if family in ("bgnbd", "mbgnbd"):  # a == 1 is the removable singularity of BG/NBD's closed form
+        return lambda draw: abs(draw[2] - 1.0) > 1e-6
+    return lambda draw: True
+
+
+def parameter_draws(
+    fit: ClvFit, family: str, uncertainty: ParameterUncertainty, draws: int, seed: int
+) -> tuple[Draws | None, Draws | None]:
+    """``draws`` purchase and spend parameter sets from the candidate's uncertainty, for its customer intervals;
+    (None, None) when there is nothing to draw from (intervals off, or a covariance that is not invertible). The
+    naive rate draws spend parameters only (its purchase draws are None)."""
+    if draws == 0 or uncertainty.spend is None:
+        return None, None
+    gg = fit.gamma_gamma.params
+    spend = intervals.draw_parameters((gg.p, gg.q, gg.v), uncertainty.spend, draws, seed, lambda d: d[1] > 1.0)
+    if family not in fit.purchase:
+        return None, spend
+    if uncertainty.purchase is None or spend is None:
+        return None, None
+    params = fit.purchase[family].params
+    values = [getattr(params, n) for n in parameter_names(family)]
+    purchase = intervals.draw_parameters(values, uncertainty.purchase, draws, seed + 1, _valid_purchase(family))
+    return (purchase, spend) if purchase is not None else (None, None)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -240,14 +296,29 @@ class ClvModel:
     """Fitted parameters with the time unit they are expressed in (alpha and every recency/T depend on it).
 
     ``purchase`` names the purchase model (:mod:`.clv.purchase`): ``bgnbd`` (the default, and what versions
-    registered before the candidates hold), ``mbgnbd`` or ``naive``; ``bgnbd`` holds its parameters as fitted
-    (``MbgNbdParams`` for MBG/NBD, None for the naive rate).
+    registered before the candidates hold), ``mbgnbd``, ``pareto_nbd`` or ``naive``; ``bgnbd`` holds its parameters
+    as fitted (``MbgNbdParams`` for MBG/NBD, ``ParetoNbdParams`` for Pareto/NBD, None for the naive rate).
+    ``purchase_draws`` and ``spend_draws`` are parameter sets drawn from the fit's uncertainty
+    (:mod:`.clv.intervals`), in the order of the fitted parameters' fields, from which scoring derives each customer's
+    interval; None (a degenerate fit, intervals switched off, a version registered before they were kept) means none.
     """
 
-    bgnbd: clv.BgNbdParams | clv.MbgNbdParams | None
+    bgnbd: clv.BgNbdParams | clv.MbgNbdParams | clv.ParetoNbdParams | None
     gamma_gamma: clv.GammaGammaParams
     time_unit: str
     purchase: str = "bgnbd"
+    purchase_draws: Draws | None = None
+    spend_draws: Draws | None = None
+
+    def purchase_models_at_draws(self) -> list[PurchaseModel]:
+        """The purchase model at each parameter draw; the naive rate, which has no parameters, is itself alone."""
+        if self.bgnbd is None or self.purchase_draws is None:
+            return [self.purchase_model]
+        fields = [f.name for f in dataclasses.fields(self.bgnbd)]
+        return [
+            PurchaseModel.of(self.purchase, dataclasses.replace(self.bgnbd, **dict(zip(fields, draw, strict=True))))
+            for draw in self.purchase_draws
+        ]
 
     @property
     def purchase_model(self) -> PurchaseModel:

@@ -17,6 +17,10 @@ PREDICTION_COLUMNS = {
     "clv": "double",
     "p_alive": "double",
     "expected_purchases": "double",
+    "expected_purchases_low": "double",
+    "expected_purchases_high": "double",
+    "clv_low": "double",
+    "clv_high": "double",
     "churn_probability": "double",
 }
 

@@ -159,3 +159,39 @@ def pareto_nbd_p_alive(
         log_a0 = _log_a0(r, alpha, s, beta, x_, t_x_, age)
     log_odds_dead = np.log(s) - np.log(r + s + x_) + (r + x_) * np.log(alpha + age) + s * np.log(beta + age) + log_a0
     return np.where(t_x_ < age, 1.0 / (1.0 + np.exp(log_odds_dead)), 1.0)
+
+
+def _growth(s: float, scale: npt.ArrayLike, t: npt.ArrayLike) -> np.ndarray:
+    """``int_0^t (scale / (scale+u))^s du = scale / (s-1) * [1 - (scale / (scale+t))^(s-1)]``: the expected time a
+    customer alive at the start stays alive within ``t`` (``scale = beta + T``), written with ``expm1`` so it stays
+    exact near ``s = 1``, where it is ``scale * ln(1 + t/scale)``."""
+    scale_, t_ = np.broadcast_arrays(np.asarray(scale, dtype=float), np.asarray(t, dtype=float))
+    log_growth = np.log1p(t_ / scale_)
+    if s == 1.0:
+        return scale_ * log_growth
+    return scale_ * -np.expm1(-(s - 1.0) * log_growth) / (s - 1.0)
+
+
+def pareto_nbd_expected_purchases(
+    params: ParetoNbdParams,
+    t: npt.ArrayLike,
+    x: npt.ArrayLike,
+    t_x: npt.ArrayLike,
+    T: npt.ArrayLike,  # noqa: N803 - T is the literature's name for the customer's age
+) -> np.ndarray:
+    """E[Y(t) | x, t_x, T] = P(alive) * (r+x) / (alpha+T) * (beta+T) / (s-1) * [1 - ((beta+T)/(beta+T+t))^(s-1)]
+    (Fader & Hardie 2005, eq. 19): the posterior purchase rate times the expected time still alive."""
+    t_, x_, t_x_, age = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=float)) for v in (t, x, t_x, T)))
+    if np.any(t_ < 0):
+        raise ValueError("prediction horizon t must be >= 0")
+    rate = (params.r + x_) / (params.alpha + age)
+    return pareto_nbd_p_alive(params, x_, t_x_, age) * rate * _growth(params.s, params.beta + age, t_)
+
+
+def pareto_nbd_unconditional_expected_purchases(params: ParetoNbdParams, t: npt.ArrayLike) -> np.ndarray:
+    """E[X(t)] of a new customer: ``r beta / (alpha (s-1)) * [1 - (beta/(beta+t))^(s-1)]`` (eq. 17), the conditional
+    expectation at ``x = t_x = T = 0``."""
+    t_ = np.atleast_1d(np.asarray(t, dtype=float))
+    if np.any(t_ < 0):
+        raise ValueError("t must be >= 0")
+    return params.r / params.alpha * _growth(params.s, params.beta, t_)

@@ -82,16 +82,26 @@ def log_covariance(
     return covariance
 
 
+def parameter_names(family: str) -> tuple[str, ...]:
+    """The family's parameters in the order of :func:`log_covariance`."""
+    if family not in _FAMILIES:
+        raise ValueError(f"unknown model family {family!r} ({', '.join(_FAMILIES)})")
+    return _FAMILIES[family][0]
+
+
 def standard_errors(
     family: str,
     params: Mapping[str, float],
     columns: tuple[npt.ArrayLike, ...],
     weights: npt.ArrayLike | None = None,
+    *,
+    covariance: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Standard errors of a fit's parameters, by name; ``inf`` for all when the information is not invertible (see
-    :func:`log_covariance` for the arguments)."""
+    :func:`log_covariance` for the arguments; ``covariance``, when given, is its result, not computed again)."""
     names = _FAMILIES[family][0] if family in _FAMILIES else ()
-    covariance = log_covariance(family, params, columns, weights)
+    if covariance is None:
+        covariance = log_covariance(family, params, columns, weights)
     if covariance is None:
         return dict.fromkeys(names, float("inf"))
     variances = np.diag(covariance)
