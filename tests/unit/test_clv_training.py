@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyspark.sql.functions as F
 import pytest
 
 from segmentation.models import clv, clv_holdout, clv_model
@@ -204,7 +205,9 @@ def test_family_score_columns_are_the_closed_forms_at_the_as_of_date(orders_df, 
     family = clv_model.ClvFamily(settings)
     model = ct.ClvModel(BGNBD, GG, "days")
     got_df = family.score_columns(model, ScoringInputs(orders_df, orders_df.limit(0), AS_OF))
-    assert got_df.columns == ["customer_id", "clv", "p_alive", "expected_purchases"]
+    assert got_df.columns == ["customer_id", "clv", "p_alive", "expected_purchases", *clv_model.INTERVAL_COLUMNS]
+    # A model without parameter draws (as registered before intervals were kept) scores without intervals.
+    assert got_df.where(F.coalesce(*clv_model.INTERVAL_COLUMNS).isNotNull()).count() == 0
     horizon = ct.Horizon.from_settings(settings.models.clv, "days")
     expected_df = clv_model.with_predictions(ct.customer_summary(orders_df, AS_OF, "days", "completed"), model, horizon)
     expected = {r["customer_id"]: (r["clv"], r["p_alive"], r["expected_purchases"]) for r in expected_df.collect()}

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -141,11 +141,14 @@ def baseline_metrics(fitted: Fitted, evaluation: Evaluation) -> dict[str, float]
 
 @dataclass(frozen=True)
 class ScoringInputs:
-    """What the ``score`` job gives every family: the valid orders and the ``customer_features`` of the date."""
+    """What the ``score`` job gives every family: the valid orders and the ``customer_features`` of the date, and
+    ``persist``, which keeps a frame the family reads more than once until the job ends (the job's
+    :meth:`.runs.JobRun.persist`; by default it keeps nothing)."""
 
     orders_df: DataFrame
     features_df: DataFrame
     as_of: dt.date
+    persist: Callable[[DataFrame], DataFrame] = lambda df: df
 
 
 class CannotScoreError(Exception):

@@ -338,10 +338,12 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
         summary_df = ct.customer_summary(
             inputs.orders_df, inputs.as_of, model.time_unit, self.settings.quality.sale_status
         )
-        horizon = ct.Horizon.from_settings(self.config, model.time_unit)
         cfg = self.config
         if cfg.interval_draws == 0:  # switched off: the champion's draws are not used, the columns stay null
             model = dataclasses.replace(model, purchase_draws=None, spend_draws=None)
+        elif model.spend_draws is not None:  # the intervals read the summaries twice (patterns, then customers)
+            summary_df = inputs.persist(summary_df)
+        horizon = ct.Horizon.from_settings(self.config, model.time_unit)
         return with_predictions(summary_df, model, horizon, cfg.interval_quantiles).select(KEY, *self.SCORE_COLUMNS)
 
     def log(self, fitted: ClvFitted, registered_model: str) -> Any:

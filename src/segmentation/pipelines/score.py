@@ -55,7 +55,7 @@ def run_score(
                 **{f"model.{f.promotion.registered_model}": int(champions[f.name][1]) for f in families},
             }
         )
-        inputs = ScoringInputs(valid_df, features_read.df, as_of)
+        inputs = ScoringInputs(valid_df, features_read.df, as_of, run.persist)
         scores = [(f.score_columns(champions[f.name][0], inputs), f.SCORE_COLUMNS) for f in families]
         scored_df = with_scores(segments_read.df, scores)
         with run.stage("write scored customer_segments") as info:

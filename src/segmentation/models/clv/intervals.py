@@ -12,9 +12,9 @@ multiplies the expected order value by) depends on a customer only through ``(fr
 evaluated once per unique pattern, for every draw, with the numpy closed forms of :class:`.purchase.PurchaseModel`
 (exact twins of the Spark columns), in Spark batch by batch on the executors (``mapInPandas``), and joined back: the
 expected-purchase quantiles as two numbers, the discounted purchases as an array of one value per draw. Per customer,
-Spark multiplies that array element by element with the draws of the expected order value (Gamma-Gamma's closed form
-as built-in expressions, one per draw), sorts, and reads the quantiles. The purchase model and Gamma-Gamma are fitted
-on separate likelihoods, so their draws are independent.
+again in ``mapInPandas`` batches, that array is multiplied draw by draw with the expected order value at each spend
+draw (Gamma-Gamma's closed form), and the quantiles are read off the products. The purchase model and Gamma-Gamma are
+fitted on separate likelihoods, so their draws are independent.
 
 It is parameter uncertainty only: how much a customer's own future varies around the expectation is not in the
 interval. The naive rate has no parameters: its expected-purchase interval is the point and its CLV interval comes
@@ -24,18 +24,14 @@ errors) has no draws and no interval (null).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyspark.sql.functions as F
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 
 from segmentation.models.clv.closed_forms import _cash_flow_times
-from segmentation.models.clv.columns import expected_spend_col
-from segmentation.models.clv.params import GammaGammaParams
 from segmentation.models.clv.purchase import PurchaseModel
 
 PATTERN = ("frequency", "recency", "T")
@@ -66,17 +62,6 @@ def draw_parameters(
         if len(kept) >= draws:
             return tuple(kept[:draws])
     return None
-
-
-def _quantile(sorted_values: Column, n: int, q: float) -> Column:
-    """numpy's default (linear) quantile ``q`` of a sorted array column of ``n`` values."""
-    position = q * (n - 1)
-    below = math.floor(position)
-    fraction = position - below
-    low = F.element_at(sorted_values, below + 1)
-    if fraction == 0 or below + 1 >= n:
-        return low
-    return low + F.lit(fraction) * (F.element_at(sorted_values, below + 2) - low)
 
 
 def purchase_draws(
@@ -126,22 +111,32 @@ def with_intervals(
 ) -> DataFrame:
     """``predicted_df`` (one row per customer with ``frequency, recency, T, monetary``) with
     ``expected_purchases_low/_high`` and ``clv_low/_high``: ``models`` holds the purchase model at every parameter
-    draw (the naive rate: itself alone), ``spend_draws`` Gamma-Gamma's ``(p, q, v)`` draws."""
+    draw (the naive rate: itself alone), ``spend_draws`` Gamma-Gamma's ``(p, q, v)`` draws.
+
+    Per customer, in ``mapInPandas`` batches: the expected order value at every spend draw (Gamma-Gamma's closed form
+    on a draws x customers grid), times the pattern's discounted purchases draw by draw, and numpy's quantiles of
+    the products. As Spark expressions (an array of one spend expression per draw, sorted per row) the same took
+    about 0.17 ms per customer; in numpy it is a few microseconds.
+    """
     patterns = purchase_draws(
         predicted_df.select(*PATTERN).distinct(), models, quantiles, horizon_periods, discount_rate_per_period, step
     )
-    spend = F.array(*[expected_spend_col(GammaGammaParams(*draw), "frequency", "monetary") for draw in spend_draws])
-    if len(models) == 1:  # the purchase part is certain: every spend draw times the same discounted purchases
-        values = F.transform(spend, lambda s: s * F.element_at("discounted", 1))
-        n = len(spend_draws)
-    else:
-        values = F.zip_with("discounted", spend, lambda d, s: d * s)
-        n = min(len(models), len(spend_draws))
-    low, high = quantiles
-    return (
-        predicted_df.join(patterns, list(PATTERN))
-        .withColumn("_clv_draws", F.array_sort(values))
-        .withColumn("clv_low", _quantile(F.col("_clv_draws"), n, low))
-        .withColumn("clv_high", _quantile(F.col("_clv_draws"), n, high))
-        .drop("_clv_draws", "discounted")
+    p, q, v = (np.array([draw[i] for draw in spend_draws]) for i in range(3))
+    population = p * v / (q - 1.0)
+
+    def clv_bounds(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            x = batch["frequency"].to_numpy(dtype=float)[:, None]
+            m = batch["monetary"].to_numpy(dtype=float, na_value=np.nan)[:, None]
+            with np.errstate(invalid="ignore"):  # x = 0: m is null and unused
+                spend = np.where(x > 0, p * (v + m * x) / (p * x + q - 1.0), population)
+            discounted = np.stack(batch["discounted"].to_numpy()) if len(batch) else np.empty((0, 1))
+            values = discounted * spend  # (customers, draws); one purchase draw (naive) broadcasts over the spend
+            low, high = np.quantile(values, list(quantiles), axis=1) if len(batch) else (np.empty(0), np.empty(0))
+            yield batch.drop(columns="discounted").assign(clv_low=low, clv_high=high)
+
+    joined = predicted_df.join(patterns, list(PATTERN))
+    schema = ", ".join(
+        [f"`{c}` {t}" for c, t in joined.dtypes if c != "discounted"] + ["clv_low double", "clv_high double"]
     )
+    return joined.mapInPandas(clv_bounds, schema)
