@@ -102,17 +102,16 @@ def clv_candidate_timings(
     process; ``score`` spreads it over the cores in batches). The Spark side of ``train`` (summaries, the collect of
     patterns) scales as the build does and is in the build benchmark.
     """
-    import numpy as np
 
     from segmentation.models import clv
     from segmentation.models.clv import intervals
     from segmentation.models.clv.closed_forms import _cash_flow_times
-    from segmentation.models.clv.purchase import PARAMETER_NAMES, PurchaseModel
+    from segmentation.models.clv.purchase import PARAMETER_NAMES, PurchaseModel, discounted_increments
     from segmentation.models.clv.uncertainty import log_covariance
 
     fitters = {"bgnbd": clv.fit_bgnbd, "mbgnbd": clv.fit_mbgnbd, "pareto_nbd": clv.fit_pareto_nbd}
-    times = _cash_flow_times(365 / 7, 30 / 7, 1.1 ** (7 / 365) - 1)  # the shipped horizon, steps and rate, in weeks
-    discounts = 1.1 ** (-times * 7 / 365)
+    rate = 1.1 ** (7 / 365) - 1  # the shipped horizon, steps and discount rate, in weeks
+    times = _cash_flow_times(365 / 7, 30 / 7, rate)
     rows = []
     for n in customer_counts:
         x, t_x, age = simulate_bgnbd(n, seed, resolution_days=resolution_days)
@@ -143,7 +142,7 @@ def clv_candidate_timings(
                 start = time.perf_counter()
                 for model in models:
                     cumulative = model.cumulative_purchases(times, ux, ut, ua)
-                    (np.diff(cumulative, axis=0, prepend=0.0) * discounts[:, None]).sum(axis=0)
+                    discounted_increments(cumulative, times, rate)
                 row.update(draws=len(models), interval_patterns_s=round(time.perf_counter() - start, 2))
             rows.append(row)
             log.info("clv candidate %s", row)

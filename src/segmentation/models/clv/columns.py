@@ -7,6 +7,7 @@ quantity as its numpy twin in :mod:`segmentation.models.clv.closed_forms`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pyspark.sql.functions as F
 from pyspark.sql import Column
@@ -211,11 +212,32 @@ def clv_col(
     loop carries a single double; with d = 0 it telescopes exactly to E[Y(horizon)].
     """
     _check_a(bgnbd)
-    times = _cash_flow_times(float(horizon_periods), float(step), float(discount_rate_per_period))
-    n_steps = int(times.shape[0])
     x_ = _column(x)
     lower_c = F.lit(bgnbd.a + bgnbd.b - 1.0) + x_
     scale = F.lit(bgnbd.alpha) + _column(T)
+    discounted = discounted_sum_col(
+        lambda t_k: _bracket_col(bgnbd, t_k, scale, lower_c, tol, max_terms),
+        horizon_periods,
+        discount_rate_per_period,
+        step,
+    )
+    # E_k = P(alive) * c/(a-1) * bracket_k: the factor outside the bracket is the same for every step.
+    alive = p_alive_col(bgnbd, x, t_x, T, first_purchase_dropout=first_purchase_dropout)
+    prefactor = alive * lower_c / F.lit(bgnbd.a - 1.0)
+    return expected_spend_col(gg, x, m) * prefactor * discounted
+
+
+def discounted_sum_col(
+    cumulative: Callable[[Column], Column], horizon_periods: float, discount_rate_per_period: float, step: float
+) -> Column:
+    """``sum_k (E_k - E_(k-1)) D_k`` over the cash-flow steps ``t_k`` of :func:`.closed_forms._cash_flow_times`, with
+    ``E_k = cumulative(t_k)`` and ``D_k = (1+d)^-t_k``, as one Spark ``aggregate`` over ``sequence(1, K)``.
+
+    Summation by parts, ``sum_{k<K} E_k (D_k - D_{k+1}) + E_K D_K``, evaluates each ``E_k`` once and carries a single
+    double (expression size independent of the number of steps); with d = 0 it telescopes exactly to ``E_K``.
+    """
+    times = _cash_flow_times(float(horizon_periods), float(step), float(discount_rate_per_period))
+    n_steps = int(times.shape[0])
     log_growth = F.lit(math.log1p(discount_rate_per_period))
     step_, horizon = F.lit(float(step)), F.lit(float(horizon_periods))
 
@@ -228,10 +250,6 @@ def clv_col(
         weight = F.when(k == F.lit(n_steps), discount_k).otherwise(
             discount_k - F.exp(-log_growth * end_of(k + F.lit(1)))
         )
-        return acc + weight * _bracket_col(bgnbd, t_k, scale, lower_c, tol, max_terms)
+        return acc + weight * cumulative(t_k)
 
-    discounted = F.aggregate(F.sequence(F.lit(1), F.lit(n_steps)), F.lit(0.0), merge)
-    # E_k = P(alive) * c/(a-1) * bracket_k: the factor outside the bracket is the same for every step.
-    alive = p_alive_col(bgnbd, x, t_x, T, first_purchase_dropout=first_purchase_dropout)
-    prefactor = alive * lower_c / F.lit(bgnbd.a - 1.0)
-    return expected_spend_col(gg, x, m) * prefactor * discounted
+    return F.aggregate(F.sequence(F.lit(1), F.lit(n_steps)), F.lit(0.0), merge)

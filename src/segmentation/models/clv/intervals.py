@@ -32,7 +32,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from segmentation.models.clv.closed_forms import _cash_flow_times
-from segmentation.models.clv.purchase import PurchaseModel
+from segmentation.models.clv.purchase import PurchaseModel, discounted_increments
 
 PATTERN = ("frequency", "recency", "T")
 Draws = tuple[tuple[float, ...], ...]  # one parameter set per row, in the family's parameter order
@@ -78,7 +78,6 @@ def purchase_draws(
     steps of :func:`.closed_forms.customer_lifetime_value`; its last step ends at the horizon, so E[Y(horizon)] comes
     out of the same loop)."""
     times = _cash_flow_times(float(horizon_periods), float(step), float(discount_rate_per_period))
-    discounts = (1.0 + discount_rate_per_period) ** -times
 
     def evaluate(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
@@ -87,7 +86,7 @@ def purchase_draws(
             discounted = np.empty_like(expected)
             for i, model in enumerate(models):
                 cumulative = model.cumulative_purchases(times, x, t_x, age)
-                discounted[i] = (np.diff(cumulative, axis=0, prepend=0.0) * discounts[:, None]).sum(axis=0)
+                discounted[i] = discounted_increments(cumulative, times, discount_rate_per_period)
                 expected[i] = cumulative[-1]
             low, high = np.quantile(expected, list(quantiles), axis=0)
             yield batch.assign(expected_purchases_low=low, expected_purchases_high=high, discounted=list(discounted.T))

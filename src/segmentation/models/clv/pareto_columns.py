@@ -12,15 +12,12 @@ collected.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pyspark.sql.functions as F
 from pyspark.sql import Column
 
-from segmentation.models.clv.closed_forms import _cash_flow_times
-from segmentation.models.clv.columns import ColumnLike, NumberOrColumn, _column
+from segmentation.models.clv.columns import ColumnLike, NumberOrColumn, _column, discounted_sum_col
 from segmentation.models.clv.pareto import ParetoNbdParams, pareto_nbd_p_alive
 
 
@@ -66,23 +63,9 @@ def expected_purchases_col(
 def discounted_growth_col(
     params: ParetoNbdParams, age: Column, horizon_periods: float, discount_rate_per_period: float, step: float
 ) -> Column:
-    """``sum_k (G(t_k) - G(t_(k-1))) (1+d)^-t_k`` over the cash-flow steps, with ``G`` the expected time still alive:
-    one Spark ``aggregate`` by summation by parts, as :func:`.columns.clv_col` does for BG/NBD."""
-    times = _cash_flow_times(float(horizon_periods), float(step), float(discount_rate_per_period))
-    n_steps = int(times.shape[0])
+    """``sum_k (G(t_k) - G(t_(k-1))) (1+d)^-t_k`` over the cash-flow steps, with ``G`` the expected time still alive
+    (:func:`.columns.discounted_sum_col`, as BG/NBD's CLV column sums its brackets)."""
     scale = F.lit(params.beta) + age
-    log_growth = F.lit(math.log1p(discount_rate_per_period))
-    step_, horizon = F.lit(float(step)), F.lit(float(horizon_periods))
-
-    def end_of(k: Column) -> Column:
-        return F.least(k.cast("double") * step_, horizon)
-
-    def merge(acc: Column, k: Column) -> Column:
-        t_k = end_of(k)
-        discount_k = F.exp(-log_growth * t_k)
-        weight = F.when(k == F.lit(n_steps), discount_k).otherwise(
-            discount_k - F.exp(-log_growth * end_of(k + F.lit(1)))
-        )
-        return acc + weight * _growth_col(params.s, scale, t_k)
-
-    return F.aggregate(F.sequence(F.lit(1), F.lit(n_steps)), F.lit(0.0), merge)
+    return discounted_sum_col(
+        lambda t_k: _growth_col(params.s, scale, t_k), horizon_periods, discount_rate_per_period, step
+    )

@@ -55,6 +55,13 @@ PARAMETER_NAMES = {
 }
 
 
+def discounted_increments(cumulative: np.ndarray, times: np.ndarray, discount_rate_per_period: float) -> np.ndarray:
+    """``sum_k (E_k - E_(k-1)) (1+d)^-t_k`` down the rows of ``cumulative`` (row k: E[Y(t_k)]), the cash-flow sum of
+    CLV without the spend factor."""
+    increments = np.diff(cumulative, axis=0, prepend=0.0)
+    return (increments * (1.0 + discount_rate_per_period) ** -np.asarray(times)[:, None]).sum(axis=0)
+
+
 def discount_weight(horizon_periods: float, step: float, discount_rate_per_period: float) -> float:
     """``sum_k (t_k - t_(k-1)) (1+d)^-t_k``: the discounted length of horizon a constant purchase rate earns over."""
     times = _cash_flow_times(float(horizon_periods), float(step), float(discount_rate_per_period))
@@ -199,8 +206,7 @@ class PurchaseModel:
         shape = np.broadcast_shapes(np.shape(x), np.shape(t_x), np.shape(T), np.shape(m))
         x_, t_x_, age = (np.broadcast_to(np.asarray(v, dtype=float), shape).ravel() for v in (x, t_x, T))
         cumulative = self.cumulative_purchases(times, x_, t_x_, age)
-        increments = np.diff(cumulative, axis=0, prepend=0.0)
-        total = (increments * (1.0 + discount_rate_per_period) ** -times[:, None]).sum(axis=0).reshape(shape)
+        total = discounted_increments(cumulative, times, discount_rate_per_period).reshape(shape)
         return np.asarray(expected_spend(gg, x, m), dtype=float) * total
 
     # -- Spark columns ---------------------------------------------------------------------------------------------
