@@ -345,7 +345,10 @@ def test_pyfunc_model_predicts_from_the_registry(trained):
     model = mlflow.pyfunc.load_model(tracking.champion_uri("segmentation_clv"))
     frame = pd.DataFrame({"frequency": [0, 3], "recency": [0, 20], "T": [10, 26], "monetary": [0.0, 85.5]})
     out = model.predict(frame)
-    assert list(out.columns) == ["p_alive", "expected_purchases", "expected_spend", "clv"]
+    assert list(out.columns) == ["p_alive", "expected_purchases", "expected_spend", "clv", *clv_model.INTERVAL_COLUMNS]
+    for name in ("expected_purchases", "clv"):  # the champion carries parameter draws: a real interval per row
+        assert (out[f"{name}_low"] <= out[name]).all() and (out[name] <= out[f"{name}_high"]).all(), name
+        assert (out[f"{name}_high"] > out[f"{name}_low"]).all(), name
     champion = model.unwrap_python_model().model.model
     if champion.purchase == "bgnbd":  # under BG/NBD a customer without a repeat purchase cannot have left yet
         assert out["p_alive"].iloc[0] == 1.0

@@ -98,6 +98,30 @@ def test_intervals_equal_the_bootstrap_customer_by_customer(spark, cdnow, spend,
     assert ((out["clv_high"] - out["clv_low"]) / out["clv"] > 0.02).all()
 
 
+@pytest.mark.parametrize("family", sorted(FITTERS))
+def test_the_pyfunc_predicts_the_same_intervals_without_spark(cdnow, spend, family: str) -> None:
+    params, covariance = _fit(cdnow, family)
+    gg, gg_covariance = spend
+    purchase_draws = intervals.draw_parameters([getattr(params, n) for n in PARAMETER_NAMES[family]], covariance, 50, 1)
+    spend_draws = intervals.draw_parameters([gg.p, gg.q, gg.v], gg_covariance, 50, 2, lambda d: d[1] > 1)
+    model = ct.ClvModel(params, gg, "weeks", family, purchase_draws, spend_draws)
+    frame = pd.DataFrame(CUSTOMERS, columns=["frequency", "recency", "T", "monetary"])
+
+    out = clv_model.ClvPredictor(model, HORIZON, (0.1, 0.9)).predict(frame)
+
+    (e_low, e_high), (c_low, c_high) = _numpy_intervals(model)
+    np.testing.assert_allclose(out["expected_purchases_low"], e_low, rtol=1e-9)
+    np.testing.assert_allclose(out["expected_purchases_high"], e_high, rtol=1e-9)
+    np.testing.assert_allclose(out["clv_low"], c_low, rtol=1e-9)
+    np.testing.assert_allclose(out["clv_high"], c_high, rtol=1e-9)
+    # A version logged before the intervals (no quantiles) and a model without draws keep the points only.
+    points = clv_model.ClvPredictor(model, HORIZON).predict(frame)
+    assert list(points.columns) == ["p_alive", "expected_purchases", "expected_spend", "clv"]
+    pd.testing.assert_frame_equal(points, out[points.columns])
+    without = clv_model.ClvPredictor(ct.ClvModel(params, gg, "weeks", family), HORIZON, (0.1, 0.9)).predict(frame)
+    assert without[list(clv_model.INTERVAL_COLUMNS)].isna().all().all()
+
+
 def test_draws_follow_the_covariance_of_the_log_parameters(spend) -> None:
     gg, gg_covariance = spend
     draws = intervals.draw_parameters([gg.p, gg.q, gg.v], gg_covariance, 4000, 3)

@@ -40,7 +40,19 @@ from segmentation.transforms.features import KEY
 
 SIGNATURE = tracking.signature(
     [("long", "frequency"), ("long", "recency"), ("long", "T"), ("double", "monetary")],
-    [("double", c) for c in ("p_alive", "expected_purchases", "expected_spend", "clv")],
+    [
+        ("double", c)
+        for c in (
+            "p_alive",
+            "expected_purchases",
+            "expected_spend",
+            "clv",
+            "expected_purchases_low",
+            "expected_purchases_high",
+            "clv_low",
+            "clv_high",
+        )
+    ],
 )
 # Illustrative patterns (not customers): a one-time buyer, a regular, a lapsed heavy buyer.
 INPUT_EXAMPLE = pd.DataFrame(
@@ -84,33 +96,34 @@ def with_predictions(
     return with_bounds.select(*points, *INTERVAL_COLUMNS)
 
 
-def predict_frame(model: ct.ClvModel, horizon: ct.Horizon, frame: pd.DataFrame) -> pd.DataFrame:
-    """The numpy twin of :func:`with_predictions` on a pandas frame of ``frequency, recency, T, monetary``."""
+def predict_frame(
+    model: ct.ClvModel, horizon: ct.Horizon, frame: pd.DataFrame, quantiles: Sequence[float] | None = None
+) -> pd.DataFrame:
+    """The numpy twin of :func:`with_predictions` on a pandas frame of ``frequency, recency, T, monetary``; with
+    ``quantiles`` also the ``INTERVAL_COLUMNS`` (NaN when the model carries no parameter draws)."""
     x = frame["frequency"].to_numpy(dtype=float)
     t_x = frame["recency"].to_numpy(dtype=float)
     age = frame["T"].to_numpy(dtype=float)
     m = frame["monetary"].to_numpy(dtype=float)
     m = np.where(x > 0, m, 0.0)
     purchase = model.purchase_model
-    return pd.DataFrame(
+    horizon_args = (horizon.periods, horizon.discount_rate_per_period, horizon.step)
+    out = pd.DataFrame(
         {
             "p_alive": np.atleast_1d(purchase.p_alive(x, t_x, age)),
             "expected_purchases": np.atleast_1d(purchase.expected_purchases(horizon.periods, x, t_x, age)),
             "expected_spend": np.atleast_1d(clv.expected_spend(model.gamma_gamma, x, m)),
-            "clv": np.atleast_1d(
-                purchase.clv(
-                    model.gamma_gamma,
-                    x,
-                    t_x,
-                    age,
-                    m,
-                    horizon.periods,
-                    horizon.discount_rate_per_period,
-                    horizon.step,
-                )
-            ),
+            "clv": np.atleast_1d(purchase.clv(model.gamma_gamma, x, t_x, age, m, *horizon_args)),
         }
     )
+    if quantiles is None:
+        return out
+    if model.spend_draws is None:
+        return out.assign(**{c: np.nan for c in INTERVAL_COLUMNS})
+    bounds = intervals.customer_intervals(
+        model.purchase_models_at_draws(), model.spend_draws, quantiles, *horizon_args, x, t_x, age, m
+    )
+    return out.assign(**bounds)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -165,14 +178,17 @@ class ClvPredictor:
     """What MLflow stores: the parameters and the business horizon; ``predict`` is the numpy closed forms.
 
     ``predict`` takes a pandas frame of ``frequency, recency, T, monetary`` (in the model's time unit) and returns
-    ``p_alive, expected_purchases, expected_spend, clv``: for serving a few customers or checking a number.
+    ``p_alive, expected_purchases, expected_spend, clv`` and the ``INTERVAL_COLUMNS`` at ``quantiles`` (the ones
+    ``score`` writes, from the same stored parameter draws): for serving a few customers or checking a number.
+    Versions logged before the intervals have no ``quantiles`` and predict the points only.
     """
 
     model: ct.ClvModel
     horizon: ct.Horizon
+    quantiles: tuple[float, ...] | None = None
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return predict_frame(self.model, self.horizon, frame)
+        return predict_frame(self.model, self.horizon, frame, self.quantiles)
 
 
 class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
@@ -349,7 +365,7 @@ class ClvFamily(ModelFamily[ClvFrames, ClvFitted, ct.ClvModel]):
     def log(self, fitted: ClvFitted, registered_model: str) -> Any:
         horizon = ct.Horizon.from_settings(self.config, fitted.model.time_unit)
         return tracking.log_python_model(
-            ClvPredictor(fitted.model, horizon),
+            ClvPredictor(fitted.model, horizon, tuple(self.config.interval_quantiles)),
             signature=SIGNATURE,
             input_example=INPUT_EXAMPLE,
             registered_model=registered_model,

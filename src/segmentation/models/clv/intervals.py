@@ -64,6 +64,70 @@ def draw_parameters(
     return None
 
 
+def pattern_quantiles(
+    models: Sequence[PurchaseModel],
+    quantiles: Sequence[float],
+    times: np.ndarray,
+    discount_rate_per_period: float,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    age: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pattern: the ``quantiles`` (low, high) of E[Y(horizon)] over the ``models`` (one per draw), and the
+    discounted purchases at every draw, a (patterns, draws) array (the cash-flow ``times`` end at the horizon, so
+    E[Y(horizon)] comes out of the same loop)."""
+    expected = np.empty((len(models), x.shape[0]))
+    discounted = np.empty_like(expected)
+    for i, model in enumerate(models):
+        cumulative = model.cumulative_purchases(times, x, t_x, age)
+        discounted[i] = discounted_increments(cumulative, times, discount_rate_per_period)
+        expected[i] = cumulative[-1]
+    low, high = np.quantile(expected, list(quantiles), axis=0)
+    return low, high, discounted.T
+
+
+def clv_quantiles(
+    discounted: np.ndarray, spend_draws: Draws, quantiles: Sequence[float], x: np.ndarray, m: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer: the ``quantiles`` (low, high) of CLV over the draws, from the pattern's ``discounted`` purchases
+    per draw, a (customers, draws) array (one column for the naive rate, which broadcasts over the spend draws), times
+    the expected order value at each of Gamma-Gamma's ``spend_draws`` (its closed form on a customers x draws grid;
+    ``m`` is ignored, and may be NaN, where ``x`` is 0)."""
+    if x.shape[0] == 0:
+        return np.empty(0), np.empty(0)
+    p, q, v = (np.array([draw[i] for draw in spend_draws]) for i in range(3))
+    x, m = x[:, None], m[:, None]
+    with np.errstate(invalid="ignore"):  # x = 0: m is unused
+        spend = np.where(x > 0, p * (v + m * x) / (p * x + q - 1.0), p * v / (q - 1.0))
+    low, high = np.quantile(discounted * spend, list(quantiles), axis=1)
+    return low, high
+
+
+def customer_intervals(
+    models: Sequence[PurchaseModel],
+    spend_draws: Draws,
+    quantiles: Sequence[float],
+    horizon_periods: float,
+    discount_rate_per_period: float,
+    step: float,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    age: np.ndarray,
+    m: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """``expected_purchases_low/_high`` and ``clv_low/_high`` of customers given as arrays, in numpy alone: the same
+    two steps as :func:`with_intervals`, customer by customer instead of per pattern (the MLflow pyfunc's path)."""
+    times = _cash_flow_times(float(horizon_periods), float(step), float(discount_rate_per_period))
+    e_low, e_high, discounted = pattern_quantiles(models, quantiles, times, discount_rate_per_period, x, t_x, age)
+    c_low, c_high = clv_quantiles(discounted, spend_draws, quantiles, x, m)
+    return {
+        "expected_purchases_low": e_low,
+        "expected_purchases_high": e_high,
+        "clv_low": c_low,
+        "clv_high": c_high,
+    }
+
+
 def purchase_draws(
     patterns_df: DataFrame,
     models: Sequence[PurchaseModel],
@@ -82,14 +146,8 @@ def purchase_draws(
     def evaluate(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             x, t_x, age = (batch[c].to_numpy(dtype=float) for c in PATTERN)
-            expected = np.empty((len(models), x.shape[0]))
-            discounted = np.empty_like(expected)
-            for i, model in enumerate(models):
-                cumulative = model.cumulative_purchases(times, x, t_x, age)
-                discounted[i] = discounted_increments(cumulative, times, discount_rate_per_period)
-                expected[i] = cumulative[-1]
-            low, high = np.quantile(expected, list(quantiles), axis=0)
-            yield batch.assign(expected_purchases_low=low, expected_purchases_high=high, discounted=list(discounted.T))
+            low, high, discounted = pattern_quantiles(models, quantiles, times, discount_rate_per_period, x, t_x, age)
+            yield batch.assign(expected_purchases_low=low, expected_purchases_high=high, discounted=list(discounted))
 
     pattern_df = patterns_df.select(*PATTERN)
     schema = ", ".join(
@@ -120,18 +178,13 @@ def with_intervals(
     patterns = purchase_draws(
         predicted_df.select(*PATTERN).distinct(), models, quantiles, horizon_periods, discount_rate_per_period, step
     )
-    p, q, v = (np.array([draw[i] for draw in spend_draws]) for i in range(3))
-    population = p * v / (q - 1.0)
 
     def clv_bounds(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            x = batch["frequency"].to_numpy(dtype=float)[:, None]
-            m = batch["monetary"].to_numpy(dtype=float, na_value=np.nan)[:, None]
-            with np.errstate(invalid="ignore"):  # x = 0: m is null and unused
-                spend = np.where(x > 0, p * (v + m * x) / (p * x + q - 1.0), population)
+            x = batch["frequency"].to_numpy(dtype=float)
+            m = batch["monetary"].to_numpy(dtype=float, na_value=np.nan)
             discounted = np.stack(batch["discounted"].to_numpy()) if len(batch) else np.empty((0, 1))
-            values = discounted * spend  # (customers, draws); one purchase draw (naive) broadcasts over the spend
-            low, high = np.quantile(values, list(quantiles), axis=1) if len(batch) else (np.empty(0), np.empty(0))
+            low, high = clv_quantiles(discounted, spend_draws, quantiles, x, m)
             yield batch.drop(columns="discounted").assign(clv_low=low, clv_high=high)
 
     joined = predicted_df.join(patterns, list(PATTERN))
