@@ -199,6 +199,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, as_of: dt.date) -> i
         membership_customers=args.membership_customers,
         models_sizes=args.models_sizes,
         warmup_size=args.warmup_size,
+        orders_per_customer=args.orders_per_customer,
         doc=args.doc,
         command=command,
     )
@@ -223,6 +224,12 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
         "--models-sizes", type=_int_list, default=[], help="order counts at which train and score are timed too"
     )
     parser.add_argument("--warmup-size", type=int, help="run one unmeasured build on this many orders first")
+    parser.add_argument(
+        "--orders-per-customer",
+        type=int,
+        default=20,
+        help="orders per customer of the generated data sets (default 20: 100M orders for 5M customers)",
+    )
     parser.add_argument("--doc", default="docs/benchmarks.md", help="Markdown report to write (empty: none)")
 
 

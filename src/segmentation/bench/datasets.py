@@ -59,9 +59,12 @@ class Dataset:
         ]
 
 
-def dataset_for(root: Path, size: int, skewed: bool = False) -> Dataset:
+def dataset_for(root: Path, size: int, skewed: bool = False, orders_per_customer: int = ORDERS_PER_CUSTOMER) -> Dataset:
+    """The data set of ``size`` orders over ``size / orders_per_customer`` customers (at least 1,000)."""
     label = f"{size}-skew" if skewed else str(size)
-    return Dataset(label, size, max(size // ORDERS_PER_CUSTOMER, 1_000), root / label, skewed)
+    if orders_per_customer != ORDERS_PER_CUSTOMER:
+        label += f"-{orders_per_customer}-per-customer"
+    return Dataset(label, size, max(size // orders_per_customer, 1_000), root / label, skewed)
 
 
 def _params(settings, dataset: Dataset, as_of: dt.date) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from segmentation.bench.clv_timing import clv_candidate_timings, clv_fit_timings
 from segmentation.bench.datasets import (
     DEFAULT_ROOT,
+    ORDERS_PER_CUSTOMER,
     Dataset,
     dataset_for,
     delta_files,
@@ -190,6 +191,7 @@ def run(
     membership_customers: Sequence[int] = (),
     models_sizes: Sequence[int] = (),
     warmup_size: int | None = None,
+    orders_per_customer: int = ORDERS_PER_CUSTOMER,
     doc: str | None = "docs/benchmarks.md",
     command: str = "",
 ) -> dict[str, Any]:
@@ -202,9 +204,17 @@ def run(
     overrides = list(overrides)
     if not any(o.startswith("spark.driver_memory=") for o in overrides):
         overrides.append("spark.driver_memory=4g")
-    results: dict[str, Any] = {"machine": machine(), "as_of": str(as_of), "command": command, "sizes": []}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "as_of": str(as_of),
+        "command": command,
+        "orders_per_customer": orders_per_customer,
+        "sizes": [],
+    }
 
-    first = load_settings(conf_files, [*overrides, *dataset_for(root_path, sizes[0]).overrides()])
+    first = load_settings(
+        conf_files, [*overrides, *dataset_for(root_path, sizes[0], orders_per_customer=orders_per_customer).overrides()]
+    )
     start = time.perf_counter()
     # The UI's REST API gives the per-task times of the skew section; keep enough stages for a long run.
     ui = {"spark.ui.enabled": "true", "spark.ui.retainedStages": "20000", "spark.ui.retainedJobs": "20000"}
@@ -223,7 +233,7 @@ def run(
             ensure_orders(spark, warm_settings, warm, as_of)
             results["warmup"] = asdict(run_product(spark, warm_settings, as_of, pid, label="warmup"))
         for size in sizes:
-            dataset = dataset_for(root_path, size)
+            dataset = dataset_for(root_path, size, orders_per_customer=orders_per_customer)
             settings = load_settings(conf_files, [*overrides, *dataset.overrides()])
             with_naive = naive_max_size is None or size <= naive_max_size
             result = bench_size(spark, settings, dataset, as_of, pid, with_naive, with_models=size in models_sizes)
