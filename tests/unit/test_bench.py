@@ -283,3 +283,13 @@ def test_targets_file_loads_and_every_target_reads_a_metric_the_benchmark_produc
 
 def _machine() -> dict:
     return {"cpu": "test", "nproc": 2, "memory_gb": 1.0, "os": "test", "python": "3", "load_average": (0.0, 0.0, 0.0)}
+
+
+def test_data_sets_with_fewer_orders_per_customer_are_their_own_data_set(tmp_path):
+    from segmentation.bench.datasets import dataset_for
+
+    default = dataset_for(tmp_path, 20_000_000)
+    many = dataset_for(tmp_path, 20_000_000, orders_per_customer=4)
+    assert (default.customers, many.customers) == (1_000_000, 5_000_000)
+    assert default.root != many.root  # reusing one for the other would time the wrong customer count
+    assert f"generate.customers={many.customers}" in many.overrides()
