@@ -22,7 +22,7 @@ from segmentation.config import ConfigError, Settings, load_settings, parse_as_o
 
 log = logging.getLogger("segmentation")
 
-EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_INPUT = 0, 1, 2, 3
+EXIT_OK, EXIT_INTERNAL, EXIT_CONFIG, EXIT_INPUT, EXIT_RESOURCES = 0, 1, 2, 3, 4
 
 EPILOG = """examples:
   segmentation generate --conf conf/local.yaml --as-of 2026-06-30 --customers 100000 --orders 1000000
@@ -335,11 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with console.logging_to_file(args) as log_file:
         console.LOG_FILE[:] = [Path(log_file.baseFilename)]
+        settings, log_start = None, 0
         try:
             settings = load_settings(args.conf, [*args.overrides, *_extra_overrides(args)])
             as_of = parse_as_of(args.as_of)
             log_file.baseFilename = str(console.log_path(args, settings.outputs.log_dir))  # nothing logged to it yet
             console.LOG_FILE[:] = [Path(log_file.baseFilename)]
+            log_start = console.log_size(Path(log_file.baseFilename))
             return COMMANDS[args.verb][1](args, settings, as_of)
         except ConfigError as exc:
             console.fail("configuration error", exc, str(exc), console.CONFIG_HINT, log_file)
@@ -349,7 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.fail("input error", exc, str(exc), hint + console.INPUT_HINT, log_file)
             return EXIT_INPUT
         except Exception as exc:  # a Spark error caused by the data is an input error; anything else is internal
-            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:400]
+            if console.driver_lost(exc):
+                memory = settings.spark.driver_memory if settings is not None else None
+                what, hint = console.driver_lost_message(Path(log_file.baseFilename), memory, log_start)
+                console.fail("resources error", exc, what, hint, log_file)
+                return EXIT_RESOURCES
+            first = next((line.strip() for line in console.text(exc).splitlines() if line.strip()), type(exc).__name__)
+            first = first[:400]
             condition = console.condition(exc)
             if condition is not None:
                 what = f"{console.DATA_CONDITIONS[condition]} [{condition}]: {first}"

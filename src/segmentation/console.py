@@ -79,13 +79,77 @@ def logging_to_file(args: argparse.Namespace) -> Iterator[logging.FileHandler]:
         LOG_FILE.clear()
 
 
+def text(exc: BaseException) -> str:
+    """``str(exc)``, or the exception's type when that fails (a Java exception whose JVM has stopped cannot be read)."""
+    try:
+        return str(exc)
+    except Exception:  # py4j asks the dead gateway for the message
+        return type(exc).__name__
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    for _ in range(10):
+        if exc is None:
+            return
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def driver_lost(exc: BaseException) -> bool:
+    """Whether the run failed because Spark's driver JVM stopped: the JVM this process started has exited, or (a JVM
+    started elsewhere) its gateway no longer answers. Py4J words the same loss differently by the call that meets it
+    (no answer, connection refused, "... does not exist in the JVM")."""
+    try:
+        from pyspark import SparkContext
+
+        proc = getattr(SparkContext._gateway, "proc", None)  # set by pyspark's launch_gateway
+        if proc is not None and proc.poll() is not None:
+            return True
+    except ImportError:
+        pass
+    lost = ("Py4JNetworkError", "ConnectionRefusedError", "ConnectionResetError", "BrokenPipeError")
+    return any(type(e).__name__ in lost for e in _chain(exc))
+
+
+def log_size(log_file: Path) -> int:
+    """Where this run's part of a log file starts (the file is appended to by every run of the verb and date)."""
+    try:
+        return log_file.stat().st_size
+    except OSError:
+        return 0
+
+
+def driver_lost_message(log_file: Path, driver_memory: str | None, start: int = 0) -> tuple[str, str]:
+    """What to tell the user when the driver stopped: out of memory when this run's part of the log (from ``start``)
+    says so (the JVM writes its errors there)."""
+    try:
+        with log_file.open(errors="replace") as f:
+            f.seek(start)
+            oom = any("java.lang.OutOfMemoryError" in line for line in f)
+    except OSError:
+        oom = False
+    memory = f" (now {driver_memory})" if driver_memory else ""
+    if oom:
+        return (
+            "Spark's driver ran out of memory (java.lang.OutOfMemoryError) and stopped",
+            f"Give it more: spark.driver_memory{memory} in the conf, or spark.driver_memory=<size> on the command line;"
+            " or run on a cluster (docs/deploy.md). The date gets no complete run in segment_runs; rerun it.",
+        )
+    return (
+        "Spark's driver stopped during the run (killed, or the JVM crashed)",
+        f"See the log below for why; if the machine is short of memory, lower spark.driver_memory{memory}. The date"
+        " gets no complete run in segment_runs; rerun it.",
+    )
+
+
 def condition(exc: BaseException | None) -> str | None:
     """The data error condition (e.g. ``DIVIDE_BY_ZERO``) in an exception or its causes; None when there is none."""
     for _ in range(10):
         if exc is None:
             return None
-        found = [c for c in DATA_CONDITIONS if f"[{c}" in str(exc)]
-        if found or "java.io.FileNotFoundException" in str(exc):
+        message = text(exc)
+        found = [c for c in DATA_CONDITIONS if f"[{c}" in message]
+        if found or "java.io.FileNotFoundException" in message:
             return found[0] if found else "FAILED_READ_FILE"
         exc = exc.__cause__ or exc.__context__
     return None

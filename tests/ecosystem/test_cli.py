@@ -1,5 +1,6 @@
 """The command line as orchestrators see it: every verb documented with an example, and exit codes that say whose
-fault a failure is (2 configuration, 3 input data, 1 internal), so a scheduler can decide whether a retry helps."""
+fault a failure is (2 configuration, 3 input data, 4 resources, 1 internal), so a scheduler can decide whether a retry
+helps."""
 
 from __future__ import annotations
 
@@ -96,3 +97,26 @@ def test_an_unexpected_failure_exits_1_with_its_traceback(spark, lake, conf_dir,
 
     assert code == EXIT_INTERNAL
     assert [r for r in caplog.records if r.name == "segmentation" and r.exc_info], "the traceback is logged"
+
+
+def test_a_driver_that_ran_out_of_memory_is_named_from_the_run_log(tmp_path):
+    from segmentation import console
+
+    log_file = tmp_path / "segmentation_build_2026-06-30.log"
+    log_file.write_text("26/12/03 ERROR Executor: Exception in task 6.0\njava.lang.OutOfMemoryError: Java heap space\n")
+    what, hint = console.driver_lost_message(log_file, "4g")
+    assert what == "Spark's driver ran out of memory (java.lang.OutOfMemoryError) and stopped"
+    assert "spark.driver_memory (now 4g)" in hint
+
+    start = console.log_size(log_file)  # the file is appended to: an earlier run's error is not this run's
+    with log_file.open("a") as f:
+        f.write("26/12/03 INFO segmentation.runs: validate orders ...\n")
+    assert "killed, or the JVM crashed" in console.driver_lost_message(log_file, None, start)[0]
+    try:  # what py4j raises once the JVM is gone, as the cause of the Java error being read
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as exc:
+            raise RuntimeError("An error occurred while calling o1.save") from exc
+    except RuntimeError as exc:
+        assert console.driver_lost(exc)
+    assert not console.driver_lost(RuntimeError("[DIVIDE_BY_ZERO] Division by zero"))

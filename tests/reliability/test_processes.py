@@ -222,3 +222,47 @@ def test_concurrent_runs_for_different_and_same_dates(spark, tmp_path):
     )
     assert {r["run_id"] for r in pinned.collect()} == {latest["run_id"]}
     assert pinned.count() == 5
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# a driver JVM that dies half-way (killed, out of memory): a resources error naming it, no traceback, nothing half-done
+# ----------------------------------------------------------------------------------------------------------------------
+def _java_children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.with_name("comm").read_text().strip()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and comm == "java":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_driver_killed_half_way_exits_4_naming_it_and_leaves_tables_as_they_were(spark, tmp_path):
+    spark.createDataFrame(good_rows(order_row), ORDER_COLUMNS).write.format("delta").save(str(tmp_path / "orders"))
+    common = [*lake_overrides(tmp_path), "quality.max_rejected_share=0.2"]
+    process = cli("build", "--conf", LOCAL, "--as-of", str(AS_OF), *common)
+    seen = []
+    for line in process.stderr:  # the console's progress lines; the JVM is up once orders are being read
+        seen.append(line)
+        if "validate orders ..." in line:
+            break
+    jvms = _java_children(process.pid)
+    assert jvms, "".join(seen)
+    for pid in jvms:
+        os.kill(pid, 9)
+    code, _, err = finish(process)
+    err = "".join(seen) + err
+
+    assert code == 4, err[-3000:]
+    assert "resources error: Spark's driver stopped during the run (killed, or the JVM crashed)" in err
+    assert "spark.driver_memory (now 1g)" in err
+    assert "Traceback" not in err and "Py4J" not in err
+    # the run never began: no output table, no manifest row claiming the date
+    assert not (tmp_path / "out" / "customer_segments").exists()
+    manifest = tmp_path / "out" / "segment_runs"
+    if manifest.exists():
+        runs = pa.table(DeltaTable(str(manifest)).to_pyarrow_table()).to_pylist()
+        assert all(r["status"] != "complete" for r in runs)
