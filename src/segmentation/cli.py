@@ -351,8 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.fail("input error", exc, str(exc), hint + console.INPUT_HINT, log_file)
             return EXIT_INPUT
         except Exception as exc:  # a Spark error caused by the data is an input error; anything else is internal
-            if console.driver_lost(exc):
+            if console.driver_lost(exc) or console.out_of_memory(Path(log_file.baseFilename), log_start):
                 memory = settings.spark.driver_memory if settings is not None else None
+                console.wait_for_driver()
                 what, hint = console.driver_lost_message(Path(log_file.baseFilename), memory, log_start)
                 console.fail("resources error", exc, what, hint, log_file)
                 return EXIT_RESOURCES

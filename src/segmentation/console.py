@@ -119,15 +119,33 @@ def log_size(log_file: Path) -> int:
         return 0
 
 
-def driver_lost_message(log_file: Path, driver_memory: str | None, start: int = 0) -> tuple[str, str]:
-    """What to tell the user when the driver stopped: out of memory when this run's part of the log (from ``start``)
-    says so (the JVM writes its errors there)."""
+def wait_for_driver(seconds: float = 15) -> None:
+    """Let a stopping driver JVM finish (its last words go to the terminal), so the message that follows is last."""
+    try:
+        from pyspark import SparkContext
+
+        proc = getattr(SparkContext._gateway, "proc", None)
+        if proc is not None:
+            proc.wait(timeout=seconds)
+    except Exception:  # still running (it did not stop after all), or no local JVM: say it now
+        pass
+
+
+def out_of_memory(log_file: Path, start: int = 0) -> bool:
+    """Whether this run's part of the log (from ``start``) has a ``java.lang.OutOfMemoryError`` (the JVM logs there;
+    an executor thread's OOM makes Spark stop the JVM, and the Python side then fails on whatever call was next)."""
     try:
         with log_file.open(errors="replace") as f:
             f.seek(start)
-            oom = any("java.lang.OutOfMemoryError" in line for line in f)
+            return any("java.lang.OutOfMemoryError" in line for line in f)
     except OSError:
-        oom = False
+        return False
+
+
+def driver_lost_message(log_file: Path, driver_memory: str | None, start: int = 0) -> tuple[str, str]:
+    """What to tell the user when the driver stopped or ran out of memory: out of memory when this run's part of the
+    log (from ``start``) says so."""
+    oom = out_of_memory(log_file, start)
     memory = f" (now {driver_memory})" if driver_memory else ""
     if oom:
         return (
