@@ -16,7 +16,7 @@ export SEGMENTATION_JARS_DIR := $(abspath $(JARS_DIR))
 export PYSPARK_PYTHON := $(abspath $(PY))
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo next-day generate build train score report test test-fast lint bench mlflow-ui clean browser airflow-venv
+.PHONY: install demo next-day generate build train score report test test-fast lint bench bench-models mlflow-ui clean browser airflow-venv
 
 install: $(STAMP_VENV) $(STAMP_JARS)
 
@@ -74,6 +74,11 @@ BENCH_SIZES ?= 1000000,20000000,100000000
 BENCH_ARGS ?= --naive-max-size 20000000 --warmup-size 100000 --skew-base 1000000 --clv-customers 1000000,5000000 --membership-customers 5000000 --models-sizes 100000000
 bench: install
 	$(SEG) bench --conf $(CONF) --as-of $(AS_OF) --sizes $(BENCH_SIZES) $(BENCH_ARGS)
+
+# Train and score at 5M customers without generating 100M orders: 20M orders, 4 per customer (about 45 minutes on 2 cores).
+bench-models: install
+	$(SEG) bench --conf $(CONF) --as-of $(AS_OF) --sizes 20000000 --orders-per-customer 4 --models-sizes 20000000 \
+		--naive-max-size 1 --warmup-size 100000 --doc docs/benchmarks-5m-customers.md
 
 test: install browser airflow-venv
 	$(VENV)/bin/pytest
