@@ -351,10 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.fail("input error", exc, str(exc), hint + console.INPUT_HINT, log_file)
             return EXIT_INPUT
         except Exception as exc:  # a Spark error caused by the data is an input error; anything else is internal
-            if console.driver_lost(exc) or console.out_of_memory(Path(log_file.baseFilename), log_start):
+            oom = console.out_of_memory(Path(log_file.baseFilename), log_start)
+            if oom or console.driver_lost(exc):
                 memory = settings.spark.driver_memory if settings is not None else None
                 console.wait_for_driver()
-                what, hint = console.driver_lost_message(Path(log_file.baseFilename), memory, log_start)
+                what, hint = console.driver_lost_message(oom, memory)
                 console.fail("resources error", exc, what, hint, log_file)
                 return EXIT_RESOURCES
             first = next((line.strip() for line in console.text(exc).splitlines() if line.strip()), type(exc).__name__)

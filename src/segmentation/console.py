@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,15 @@ def text(exc: BaseException) -> str:
         return type(exc).__name__
 
 
+def _driver_process() -> subprocess.Popen | None:
+    """The driver JVM this process launched (pyspark's ``launch_gateway`` keeps it as ``proc``), None otherwise."""
+    try:
+        from pyspark import SparkContext
+    except ImportError:
+        return None
+    return getattr(SparkContext._gateway, "proc", None)
+
+
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     for _ in range(10):
         if exc is None:
@@ -99,14 +109,9 @@ def driver_lost(exc: BaseException) -> bool:
     """Whether the run failed because Spark's driver JVM stopped: the JVM this process started has exited, or (a JVM
     started elsewhere) its gateway no longer answers. Py4J words the same loss differently by the call that meets it
     (no answer, connection refused, "... does not exist in the JVM")."""
-    try:
-        from pyspark import SparkContext
-
-        proc = getattr(SparkContext._gateway, "proc", None)  # set by pyspark's launch_gateway
-        if proc is not None and proc.poll() is not None:
-            return True
-    except ImportError:
-        pass
+    proc = _driver_process()
+    if proc is not None and proc.poll() is not None:
+        return True
     lost = ("Py4JNetworkError", "ConnectionRefusedError", "ConnectionResetError", "BrokenPipeError")
     return any(type(e).__name__ in lost for e in _chain(exc))
 
@@ -121,14 +126,10 @@ def log_size(log_file: Path) -> int:
 
 def wait_for_driver(seconds: float = 15) -> None:
     """Let a stopping driver JVM finish (its last words go to the terminal), so the message that follows is last."""
-    try:
-        from pyspark import SparkContext
-
-        proc = getattr(SparkContext._gateway, "proc", None)
-        if proc is not None:
+    proc = _driver_process()
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # still running (it did not stop after all): say it now
             proc.wait(timeout=seconds)
-    except Exception:  # still running (it did not stop after all), or no local JVM: say it now
-        pass
 
 
 def out_of_memory(log_file: Path, start: int = 0) -> bool:
@@ -142,10 +143,8 @@ def out_of_memory(log_file: Path, start: int = 0) -> bool:
         return False
 
 
-def driver_lost_message(log_file: Path, driver_memory: str | None, start: int = 0) -> tuple[str, str]:
-    """What to tell the user when the driver stopped or ran out of memory: out of memory when this run's part of the
-    log (from ``start``) says so."""
-    oom = out_of_memory(log_file, start)
+def driver_lost_message(oom: bool, driver_memory: str | None) -> tuple[str, str]:
+    """What to tell the user when the driver stopped (``oom``: its log says it ran out of memory)."""
     memory = f" (now {driver_memory})" if driver_memory else ""
     if oom:
         return (
@@ -162,14 +161,11 @@ def driver_lost_message(log_file: Path, driver_memory: str | None, start: int = 
 
 def condition(exc: BaseException | None) -> str | None:
     """The data error condition (e.g. ``DIVIDE_BY_ZERO``) in an exception or its causes; None when there is none."""
-    for _ in range(10):
-        if exc is None:
-            return None
-        message = text(exc)
+    for e in _chain(exc):
+        message = text(e)
         found = [c for c in DATA_CONDITIONS if f"[{c}" in message]
         if found or "java.io.FileNotFoundException" in message:
             return found[0] if found else "FAILED_READ_FILE"
-        exc = exc.__cause__ or exc.__context__
     return None
 
 

@@ -216,13 +216,12 @@ class JobRun:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc is None:
+        try:
             self.release()
-        else:
-            try:
-                self.release()
-            except Exception:  # a dead driver cannot unpersist: the error that ended the run is the one to report
-                log.warning("could not release what the %s run cached", self.job, exc_info=True)
+        except Exception:  # a dead driver cannot unpersist: the error that ended the run is the one to report
+            if exc is None:
+                raise
+            log.warning("could not release what the %s run cached", self.job, exc_info=True)
         if exc is None:
             with self.stage("write segment_runs"):
                 self.versions["segment_runs"] = self._record(io.RUN_COMPLETE, self.message)

@@ -104,14 +104,14 @@ def test_a_driver_that_ran_out_of_memory_is_named_from_the_run_log(tmp_path):
 
     log_file = tmp_path / "segmentation_build_2026-06-30.log"
     log_file.write_text("26/12/03 ERROR Executor: Exception in task 6.0\njava.lang.OutOfMemoryError: Java heap space\n")
-    what, hint = console.driver_lost_message(log_file, "4g")
+    what, hint = console.driver_lost_message(console.out_of_memory(log_file), "4g")
     assert what == "Spark's driver ran out of memory (java.lang.OutOfMemoryError) and stopped"
     assert "spark.driver_memory (now 4g)" in hint
 
     start = console.log_size(log_file)  # the file is appended to: an earlier run's error is not this run's
     with log_file.open("a") as f:
         f.write("26/12/03 INFO segmentation.runs: validate orders ...\n")
-    assert "killed, or the JVM crashed" in console.driver_lost_message(log_file, None, start)[0]
+    assert "killed, or the JVM crashed" in console.driver_lost_message(console.out_of_memory(log_file, start), None)[0]
     try:  # what py4j raises once the JVM is gone, as the cause of the Java error being read
         try:
             raise ConnectionRefusedError(111, "Connection refused")
